@@ -13,6 +13,8 @@ Every loader produces these frames, the store reads and writes them, and
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pandas as pd
 
 USER = "user_id"
@@ -67,3 +69,12 @@ def normalize_interactions(frame: pd.DataFrame) -> pd.DataFrame:
     else:
         out[EVENT_ID] = None
     return out
+
+
+@dataclass
+class Frames:
+    """Canonical frames of one dataset: interactions, and items and users when known."""
+
+    interactions: pd.DataFrame
+    items: pd.DataFrame | None = None
+    users: pd.DataFrame | None = None
