@@ -1,0 +1,39 @@
+"""Fixtures shared by the whole suite: where the MovieLens data is, real backends."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_data_path() -> Path:
+    """Folder with ml-100k/ and ml-latest-small/: RECO_DATA_DIR, else ../shared/data."""
+    configured = os.environ.get("RECO_DATA_DIR")
+    return Path(configured) if configured else (REPO.parent / "shared" / "data").resolve()
+
+
+@pytest.fixture(scope="session")
+def shared_data_dir() -> Path:
+    """The shared MovieLens folder; skips the test with the reason when it is absent."""
+    path = shared_data_path()
+    if not (path / "ml-100k" / "u.data").exists():
+        pytest.skip(f"MovieLens data not found under {path}; set RECO_DATA_DIR to a copy")
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """URL of the test PostgreSQL database (RECO_TEST_POSTGRES_URL overrides)."""
+    return os.environ.get(
+        "RECO_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+    )
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """URL of the test Redis server (RECO_TEST_REDIS_URL overrides)."""
+    return os.environ.get("RECO_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
