@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -27,6 +28,10 @@ class Settings(BaseSettings):
     models: list[str] = Field(
         ["popularity", "itemknn", "als", "ease"],
         description="Models that `reco train` and `reco evaluate` fit, by registry name.",
+    )
+    model_params: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description='Parameters per model, e.g. RECO_MODEL_PARAMS=\'{"als": {"factors": 128}}\'.',
     )
     seed: int = Field(42, description="Seed for every random choice (splits, models).")
 

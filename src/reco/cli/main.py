@@ -1,0 +1,247 @@
+"""The `reco` command line: demo, ingest, train, evaluate, recommend, data, models."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import pandas as pd
+import typer
+from rich.console import Console
+
+from reco.cli import data_commands, model_commands
+from reco.cli.common import (
+    ColumnOptions,
+    console,
+    frames_from_files,
+    open_settings_store,
+    settings_from_env,
+)
+from reco.cli.progress import progress_bar, steps
+from reco.data import schema
+from reco.errors import RecoError
+
+app = typer.Typer(
+    help="reco: train, evaluate and serve recommendations from interaction data.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(data_commands.app, name="data")
+app.add_typer(model_commands.app, name="models")
+
+InteractionsOption = Annotated[
+    Path | None,
+    typer.Option("--interactions", help="Interactions file or MovieLens folder to ingest first."),
+]
+ItemsOption = Annotated[Path | None, typer.Option("--items", help="Item metadata file.")]
+UsersOption = Annotated[Path | None, typer.Option("--users", help="User metadata file.")]
+
+
+@app.command()
+def ingest(
+    interactions: Annotated[Path, typer.Argument(help="Interactions file or MovieLens folder.")],
+    items: ItemsOption = None,
+    users: UsersOption = None,
+    user_col: ColumnOptions.user = "user_id",
+    item_col: ColumnOptions.item = "item_id",
+    time_col: ColumnOptions.time = "timestamp",
+    value_col: ColumnOptions.value = "value",
+    event_col: ColumnOptions.event = "event_type",
+    delimiter: ColumnOptions.delimiter = None,
+) -> None:
+    """Validate files and add them to the store; a file with any problem adds nothing."""
+    from reco.store.repository import counts
+    from reco.store.repository import ingest as ingest_frames
+
+    _settings, engine = open_settings_store()
+    with steps(console) as step:
+        step(f"reading {interactions}")
+        frames = frames_from_files(
+            interactions,
+            items,
+            users,
+            user_col,
+            item_col,
+            time_col,
+            value_col,
+            event_col,
+            delimiter,
+        )
+        step("writing to the store")
+        report = ingest_frames(engine, frames, source=str(interactions))
+    console.print(
+        f"added {report.interactions_added:,} interactions "
+        f"({report.duplicates_skipped:,} duplicates skipped), "
+        f"{report.items_upserted:,} items, {report.users_upserted:,} users; "
+        f"store now holds {counts(engine)['interactions']:,} interactions"
+    )
+
+
+@app.command()
+def train(
+    interactions: InteractionsOption = None,
+    items: ItemsOption = None,
+    users: UsersOption = None,
+    user_col: ColumnOptions.user = "user_id",
+    item_col: ColumnOptions.item = "item_id",
+    time_col: ColumnOptions.time = "timestamp",
+    value_col: ColumnOptions.value = "value",
+    event_col: ColumnOptions.event = "event_type",
+    delimiter: ColumnOptions.delimiter = None,
+) -> None:
+    """Train the configured models on the store (ingesting files first if given)."""
+    from reco.store.repository import ingest as ingest_frames
+    from reco.store.repository import load_frames
+    from reco.training.job import train as train_job
+
+    settings, engine = open_settings_store()
+    with steps(console) as step:
+        if interactions is not None:
+            step(f"ingesting {interactions}")
+            frames = frames_from_files(
+                interactions,
+                items,
+                users,
+                user_col,
+                item_col,
+                time_col,
+                value_col,
+                event_col,
+                delimiter,
+            )
+            ingest_frames(engine, frames, source=str(interactions))
+        step("reading the store")
+        frames = load_frames(engine)
+        result = train_job(frames, settings, progress=step)
+    _print_validation(result)
+    console.print(f"version [bold]{result.version}[/] is now current ({result.path})")
+
+
+def _print_validation(result) -> None:
+    from reco.evaluation.report import EvaluationReport
+
+    report = EvaluationReport(
+        dataset={"name": "validation split inside the training data"},
+        evaluations=result.validation,
+    )
+    console.print(report.to_rich_table())
+    console.print(f"selected model: [bold]{result.selected}[/] (best NDCG@10 on validation)")
+    for name, reason in result.skipped.items():
+        console.print(f"[yellow]skipped {name}[/]: {reason}")
+
+
+@app.command()
+def evaluate(
+    interactions: InteractionsOption = None,
+    items: ItemsOption = None,
+    users: UsersOption = None,
+    output: Annotated[
+        Path | None, typer.Option(help="Folder for report.json and report.md.")
+    ] = None,
+    user_col: ColumnOptions.user = "user_id",
+    item_col: ColumnOptions.item = "item_id",
+    time_col: ColumnOptions.time = "timestamp",
+    value_col: ColumnOptions.value = "value",
+    event_col: ColumnOptions.event = "event_type",
+    delimiter: ColumnOptions.delimiter = None,
+) -> None:
+    """Evaluate every configured model under the protocol (per-user temporal holdout)."""
+    from reco.cli.common import evaluate_frames
+    from reco.store.repository import load_frames
+
+    settings = settings_from_env()
+    with steps(console) as step:
+        if interactions is not None:
+            step(f"reading {interactions}")
+            frames = frames_from_files(
+                interactions,
+                items,
+                users,
+                user_col,
+                item_col,
+                time_col,
+                value_col,
+                event_col,
+                delimiter,
+            )
+            name = str(interactions)
+        else:
+            _, engine = open_settings_store()
+            step("reading the store")
+            frames = load_frames(engine)
+            name = "store"
+        report = evaluate_frames(frames, settings, name, step)
+    folder = output or settings.home / "reports"
+    json_path, md_path = report.write(folder)
+    console.print(report.to_rich_table())
+    console.print(f"report written to {md_path} and {json_path}")
+
+
+@app.command()
+def recommend(
+    users: Annotated[
+        str, typer.Option("--users", help="'all', or a file with a user_id column.")
+    ] = "all",
+    n: Annotated[int, typer.Option("--n", min=1, max=1000, help="Items per user.")] = 20,
+    output: Annotated[
+        Path, typer.Option("--output", help="Where to write: .csv, .parquet or .jsonl.")
+    ] = Path("recommendations.csv"),
+    model: Annotated[str | None, typer.Option(help="Model name (default: selected).")] = None,
+    version: Annotated[str | None, typer.Option(help="Model version (default: current).")] = None,
+) -> None:
+    """Write top-N recommendations for many users from the current model version."""
+    from reco.pipeline.batch import recommend_batch, write_table
+    from reco.store.repository import load_frames
+    from reco.training.job import load_current
+
+    settings, engine = open_settings_store()
+    with steps(console) as step:
+        step("loading the model")
+        version_name, bundle = load_current(settings, version)
+        step("reading histories from the store")
+        frames = load_frames(engine)
+        interactions = frames.interactions
+        if interactions is None:
+            interactions = schema.empty_interactions()
+        user_ids = _requested_users(users, interactions, bundle)
+    with progress_bar(console, f"recommending for {len(user_ids):,} users") as update:
+        result = recommend_batch(bundle, user_ids, interactions, n, model=model, progress=update)
+    write_table(result, output)
+    console.print(
+        f"wrote {len(result):,} rows for {len(user_ids):,} users to {output} "
+        f"(model {model or bundle.default}, version {version_name})"
+    )
+
+
+def _requested_users(spec: str, interactions: pd.DataFrame, bundle) -> list[str]:
+    from reco.data.loaders import load_users
+
+    if spec == "all":
+        known = pd.unique(pd.concat([pd.Series(bundle.users.ids), interactions[schema.USER]]))
+        return [str(u) for u in known]
+    frame = load_users(Path(spec))
+    return [str(u) for u in pd.unique(frame[schema.USER].astype(str))]
+
+
+@app.command()
+def demo(
+    dataset: Annotated[
+        str, typer.Option(help="MovieLens dataset to look for locally.")
+    ] = "movielens-100k",
+) -> None:
+    """Run the whole job on the embedded default: data, ingest, evaluate, train, recommend."""
+    from reco.cli.demo import run_demo
+
+    run_demo(dataset)
+
+
+def main() -> None:
+    """Entry point: run the CLI, turning reco's own errors into a message and exit code 1."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        app()
+    except RecoError as exc:
+        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(1)

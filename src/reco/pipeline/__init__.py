@@ -1,0 +1,1 @@
+"""Answering: turn a trained bundle and users' histories into ranked, external-id results."""
