@@ -81,10 +81,10 @@ def test_protocol_reproduces_the_ml100k_reference_ndcg(shared_data_dir: Path) ->
     assert report.dataset["test_users"] == 943
     assert report.dataset["train_interactions"] == 100_000 - 19_633
     assert report.dataset["test_interactions"] == 19_549
-    for evaluation in report.models:
+    for evaluation in report.evaluations:
         reference = REFERENCE_NDCG[evaluation.name]
         ndcg = evaluation.metrics["ndcg@10"]
         assert abs(ndcg - reference) <= TOLERANCE * reference, (evaluation.name, ndcg)
-    ease, popularity = report.models
+    ease, popularity = report.evaluations
     assert ease.metrics["recall@20"] > popularity.metrics["recall@20"]
     assert ease.metrics["coverage@10"] > popularity.metrics["coverage@10"]

@@ -235,7 +235,7 @@ def run_protocol(
     )
     for label, model in models.items():
         say(f"evaluating {label}")
-        report.models.append(evaluate_model(model, train, test, name=label))
+        report.evaluations.append(evaluate_model(model, train, test, name=label))
     return report
 
 

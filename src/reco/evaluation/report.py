@@ -14,8 +14,8 @@ from typing import Any
 
 from rich.table import Table
 
-JSON_FILE = "evaluation.json"
-MARKDOWN_FILE = "evaluation.md"
+JSON_FILE = "report.json"
+MARKDOWN_FILE = "report.md"
 
 # Metric key prefix -> column label; keys look like "ndcg@10".
 _LABELS = {
@@ -66,24 +66,24 @@ class EvaluationReport:
     """Results of every model evaluated on one dataset under one protocol.
 
     ``dataset`` describes the data (name, users, items, interactions, train and test
-    sizes); ``protocol`` the split and ranking rules; ``models`` one entry per model
+    sizes); ``protocol`` the split and ranking rules; ``evaluations`` one entry per model
     in the order they were evaluated.
     """
 
     dataset: dict[str, Any]
-    models: list[ModelEvaluation] = field(default_factory=list)
+    evaluations: list[ModelEvaluation] = field(default_factory=list)
     protocol: dict[str, Any] = field(default_factory=dict)
 
     def metric_keys(self) -> list[str]:
         """Every metric key reported, in first-seen order (first model first)."""
         keys: dict[str, None] = {}
-        for evaluation in self.models:
+        for evaluation in self.evaluations:
             keys.update(dict.fromkeys(evaluation.metrics))
         return list(keys)
 
     def best(self, metric: str = "ndcg@10") -> ModelEvaluation:
         """The model with the highest value of ``metric`` (NaN counts as lowest)."""
-        if not self.models:
+        if not self.evaluations:
             raise ValueError("the report holds no model evaluations")
         if metric not in self.metric_keys():
             raise KeyError(f"no metric {metric!r}; the report has {', '.join(self.metric_keys())}")
@@ -92,7 +92,7 @@ class EvaluationReport:
             result = evaluation.metrics.get(metric, math.nan)
             return -math.inf if math.isnan(result) else result
 
-        return max(self.models, key=value)
+        return max(self.evaluations, key=value)
 
     # -- serialisation ---------------------------------------------------------------
 
@@ -101,7 +101,7 @@ class EvaluationReport:
         data = {
             "dataset": self.dataset,
             "protocol": self.protocol,
-            "models": [evaluation.to_dict() for evaluation in self.models],
+            "evaluations": [evaluation.to_dict() for evaluation in self.evaluations],
         }
         return json.dumps(data, indent=2, allow_nan=False)
 
@@ -113,7 +113,7 @@ class EvaluationReport:
             return cls(
                 dataset=dict(data["dataset"]),
                 protocol=dict(data.get("protocol", {})),
-                models=[ModelEvaluation.from_dict(item) for item in data["models"]],
+                evaluations=[ModelEvaluation.from_dict(item) for item in data["evaluations"]],
             )
         except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(
@@ -133,7 +133,7 @@ class EvaluationReport:
                 f"{evaluation.fit_seconds:.2f}",
                 f"{evaluation.predict_seconds:.2f}",
             ]
-            for evaluation in self.models
+            for evaluation in self.evaluations
         ]
 
     def _caption(self) -> str:
@@ -176,7 +176,7 @@ class EvaluationReport:
         return table
 
     def write(self, folder: Path) -> tuple[Path, Path]:
-        """Write ``evaluation.json`` and ``evaluation.md`` into ``folder`` (created if
+        """Write ``report.json`` and ``report.md`` into ``folder`` (created if
         needed); returns their paths."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
