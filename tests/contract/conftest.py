@@ -1,0 +1,120 @@
+"""Fixtures of the contract suite: datasets with real signal, a holdout, every model.
+
+Users each prefer one cluster of items and draw most of their interactions from it,
+so a model that learns co-occurrence beats popularity, which beats chance.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from reco.data.dataset import Dataset
+from reco.models import available_models
+
+# Parameters that keep every fit in the suite well under a second; models added to the
+# registry later are tested with their defaults unless listed here.
+FAST_PARAMS: dict[str, dict[str, Any]] = {
+    "popularity": {},
+    "itemknn": {"k": 50},
+    "als": {"factors": 16, "iterations": 5, "regularization": 1.0},
+    "ease": {"l2": 20.0},
+}
+
+HELD_OUT_PER_USER = 3
+DAY = 86_400
+
+
+def make_interactions(
+    seed: int,
+    *,
+    n_users: int = 300,
+    n_items: int = 400,
+    n_clusters: int = 10,
+    cluster_share: float = 0.85,
+) -> pd.DataFrame:
+    """Interactions with timestamps: each user draws 15-34 distinct items.
+
+    A user's items come from their preferred cluster with probability
+    ``cluster_share``, else from the whole catalogue; within a cluster and overall,
+    item popularity is long-tailed. Ids are strings like ``u12`` and ``i345``.
+    """
+    rng = np.random.default_rng(seed)
+    item_cluster = rng.integers(0, n_clusters, size=n_items)
+    tail = 1.0 / (1.0 + rng.permutation(n_items)) ** 0.6  # long-tailed item appeal
+    global_p = tail / tail.sum()
+    cluster_p = np.zeros((n_clusters, n_items))
+    for c in range(n_clusters):
+        members = item_cluster == c
+        cluster_p[c, members] = tail[members] / tail[members].sum()
+    cluster_weight = rng.dirichlet(np.full(n_clusters, 3.0))
+    start = 1_600_000_000
+    rows = []
+    for u in range(n_users):
+        c = rng.choice(n_clusters, p=cluster_weight)
+        p = cluster_share * cluster_p[c] + (1 - cluster_share) * global_p
+        n = int(rng.integers(15, 35))
+        items = rng.choice(n_items, size=n, replace=False, p=p)
+        times = start + np.sort(rng.integers(0, 60 * DAY, size=n))
+        rows += [(f"u{u}", f"i{i}", int(t)) for i, t in zip(items, times, strict=True)]
+    return pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"])
+
+
+@dataclass(frozen=True)
+class Holdout:
+    """Train part and, per evaluated user, the held-out items (dense indices)."""
+
+    train: Dataset
+    users: np.ndarray
+    held_out: list[set[int]]
+
+
+def last_items_holdout(data: Dataset, per_user: int = HELD_OUT_PER_USER) -> Holdout:
+    """Each user's latest ``per_user`` interactions are held out (all users have 15+)."""
+    order = np.lexsort((data.timestamps, data.user_idx))
+    user_sorted = data.user_idx[order]
+    counts = np.bincount(data.user_idx, minlength=data.n_users)
+    first = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    position = np.arange(len(order)) - first[user_sorted]
+    held = np.zeros(data.n_interactions, dtype=bool)
+    held[order[position >= counts[user_sorted] - per_user]] = True
+    train = data.subset(~held)
+    users = np.unique(data.user_idx[held])
+    by_user: dict[int, set[int]] = {int(u): set() for u in users}
+    for u, i in zip(data.user_idx[held], data.item_idx[held], strict=True):
+        by_user[int(u)].add(int(i))
+    return Holdout(train=train, users=users, held_out=[by_user[int(u)] for u in users])
+
+
+@pytest.fixture(scope="session")
+def synthetic_data() -> Dataset:
+    """The suite's main dataset: 300 users, 400 items, about 7,500 interactions."""
+    return Dataset.from_frames(make_interactions(seed=7))
+
+
+@pytest.fixture(scope="session")
+def other_data() -> Dataset:
+    """A second, different dataset (other seed and sizes) for the refit test."""
+    return Dataset.from_frames(make_interactions(seed=11, n_users=200, n_items=250))
+
+
+@pytest.fixture(scope="session")
+def holdout(synthetic_data: Dataset) -> Holdout:
+    """The main dataset with each user's last three interactions held out."""
+    return last_items_holdout(synthetic_data)
+
+
+@pytest.fixture(params=available_models())
+def model_name(request: pytest.FixtureRequest) -> str:
+    """Every registered model, one test each."""
+    return request.param
+
+
+@pytest.fixture
+def model_params(model_name: str) -> dict[str, Any]:
+    """Fast parameters for ``model_name`` (its defaults when not listed)."""
+    return dict(FAST_PARAMS.get(model_name, {}))
