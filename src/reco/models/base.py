@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import zipfile
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, Self, runtime_checkable
 
@@ -206,18 +207,22 @@ class BaseRecommender:
         try:
             meta = json.loads((path / PARAMS_FILE).read_text())
             if meta.get("model") != cls.name:
-                raise ArtifactError(
-                    f"{path} holds a {meta.get('model')!r} model, not {cls.name!r}"
-                )
+                raise ArtifactError(f"{path} holds a {meta.get('model')!r} model, not {cls.name!r}")
             model = cls(**meta["params"])
             with np.load(path / STATE_FILE, allow_pickle=False) as npz:
                 state = {key: npz[key] for key in npz.files}
             model.n_items_ = int(state.pop("n_items_"))
             model.popularity_ = state.pop("popularity_")
+            if model.popularity_.shape != (model.n_items_,):
+                raise ValueError(
+                    f"popularity_ has shape {model.popularity_.shape}, expected ({model.n_items_},)"
+                )
             model._set_state(state)
         except ArtifactError:
             raise
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        # A truncated or altered npz surfaces as BadZipFile (bad CRC, no directory) or
+        # EOFError (empty file), neither of which is an OSError.
+        except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, EOFError) as exc:
             raise ArtifactError(
                 f"cannot load {cls.name} model from {path}: {exc}. "
                 "The artifact is missing or corrupted; retrain with `reco train`."
