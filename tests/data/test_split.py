@@ -175,3 +175,26 @@ def test_holdout_is_vectorised_for_millions_of_rows() -> None:
     assert train.n_interactions + test.n_interactions <= n
     assert n - train.n_interactions == expected
     assert elapsed < 10, f"splitting {n:,} rows took {elapsed:.1f} s"
+
+
+def test_fractional_timestamps_split_like_whole_seconds() -> None:
+    # Same order of events once as whole seconds, once as fractions: same split.
+    rng = np.random.default_rng(3)
+    rows = [
+        (f"u{u}", f"i{rng.integers(0, 15)}", int(rng.integers(0, 50)))
+        for u in range(20)
+        for _ in range(12)
+    ]
+    whole = make_dataset(rows)
+    fractional = make_dataset(rows)
+    fractional = Dataset(
+        users=fractional.users,
+        items=fractional.items,
+        user_idx=fractional.user_idx,
+        item_idx=fractional.item_idx,
+        timestamps=fractional.timestamps / 7.0,
+        weights=fractional.weights,
+        event_types=fractional.event_types,
+    )
+    for split in (temporal_user_holdout, leave_last_one_out):
+        assert pairs(split(whole)[1]) == pairs(split(fractional)[1])
