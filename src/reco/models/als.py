@@ -19,6 +19,9 @@ from reco.data.dataset import Dataset
 from reco.errors import ConfigurationError
 from reco.models.base import BaseRecommender
 
+# Rows whose normal equations are solved in one batched LAPACK call while folding in.
+FOLD_IN_BATCH = 256
+
 
 class ALSRecommender(BaseRecommender):
     """Alternating least squares for implicit feedback (Hu, Koren & Volinsky 2008).
@@ -83,6 +86,7 @@ class ALSRecommender(BaseRecommender):
             )
             model.fit(data.matrix(), show_progress=False)
         self.item_factors_ = np.ascontiguousarray(model.item_factors, dtype=np.float32)
+        self.item_gram_ = _gram(self.item_factors_)
 
     def fold_in(self, histories: csr_matrix) -> np.ndarray:
         """Factors folded in from each history row (float64, rows x factors).
@@ -93,23 +97,27 @@ class ALSRecommender(BaseRecommender):
         return self._fold_in(histories)
 
     def _fold_in(self, histories: csr_matrix) -> np.ndarray:
-        y = self.item_factors_.astype(np.float64)
+        y = self.item_factors_
         n_factors = y.shape[1]
         # YᵀY + λI is shared by every row; each row adds only its own items' terms.
-        shared = y.T @ y + float(self.regularization) * np.eye(n_factors)
+        shared = self.item_gram_ + float(self.regularization) * np.eye(n_factors)
         confidence = float(self.alpha) * histories.data.astype(np.float64)
         out = np.zeros((histories.shape[0], n_factors), dtype=np.float64)
         indptr, indices = histories.indptr, histories.indices
-        for row in range(histories.shape[0]):
-            start, stop = indptr[row], indptr[row + 1]
-            if start == stop:
-                continue
-            y_row = y[indices[start:stop]]
-            c = confidence[start:stop]
-            # A negative weight marks a dislike: confidence |c| that the preference is 0.
-            a = shared + (y_row.T * (np.abs(c) - 1.0)) @ y_row
-            b = y_row.T @ np.where(c > 0, c, 0.0)
-            out[row] = np.linalg.solve(a, b)
+        rows = np.flatnonzero(np.diff(indptr))
+        # Systems are built row by row but solved in batches (one LAPACK call each).
+        for batch in np.array_split(rows, max(1, -(-len(rows) // FOLD_IN_BATCH))):
+            a = np.empty((len(batch), n_factors, n_factors))
+            b = np.empty((len(batch), n_factors, 1))
+            for k, row in enumerate(batch):
+                start, stop = indptr[row], indptr[row + 1]
+                y_row = y[indices[start:stop]].astype(np.float64)
+                c = confidence[start:stop]
+                # A negative weight marks a dislike: confidence |c| that the preference is 0.
+                a[k] = shared + (y_row.T * (np.abs(c) - 1.0)) @ y_row
+                b[k, :, 0] = y_row.T @ np.where(c > 0, c, 0.0)
+            if len(batch):
+                out[batch] = np.linalg.solve(a, b)[:, :, 0]
         return out
 
     def _score_rows(self, histories: csr_matrix, users: np.ndarray | None) -> np.ndarray:
@@ -126,3 +134,10 @@ class ALSRecommender(BaseRecommender):
                 f"item_factors_ has shape {factors.shape}, expected ({self.n_items_}, factors)"
             )
         self.item_factors_ = factors
+        self.item_gram_ = _gram(factors)
+
+
+def _gram(item_factors: np.ndarray) -> np.ndarray:
+    """YᵀY in float64: computed once per fit or load, not on every request."""
+    y = item_factors.astype(np.float64)
+    return y.T @ y
