@@ -180,7 +180,7 @@ def test_ratings_of_unlisted_films_are_dropped_with_a_warning(tmp_path, caplog):
 def test_not_a_movielens_folder(tmp_path):
     assert detect_movielens(tmp_path) is None
     assert detect_movielens(tmp_path / "missing") is None
-    with pytest.raises(ValidationError, match="is not a MovieLens folder"):
+    with pytest.raises(ValidationError, match="is neither a MovieLens nor a data folder"):
         load_movielens(tmp_path)
 
 
@@ -208,3 +208,25 @@ def test_load_path_rejects_a_non_movielens_folder_and_movielens_parts(tmp_path, 
         load_path(tmp_path)
     with pytest.raises(ValidationError, match="give the folder itself"):
         load_path(fake_ml100k / "u.item")
+
+
+def test_load_path_data_folder_with_metadata(tmp_path):
+    (tmp_path / "interactions.csv").write_text("user_id,item_id\nu1,i1\nu2,i2\n")
+    (tmp_path / "items.jsonl").write_text('{"item_id": "i1", "categories": ["a", "b"]}\n')
+    (tmp_path / "users.csv").write_text("user_id,device\nu1,mobile\n")
+    frames = load_path(tmp_path, columns=None, delimiter=None)
+    assert len(frames.interactions) == 2
+    assert frames.items["categories"].tolist() == ["a|b"]
+    assert frames.users["device"].tolist() == ["mobile"]
+
+
+def test_load_path_data_folder_with_two_interaction_files(tmp_path):
+    (tmp_path / "interactions.csv").write_text("user_id,item_id\nu1,i1\n")
+    (tmp_path / "interactions.parquet").write_bytes(b"")
+    with pytest.raises(ValidationError, match="several interactions files"):
+        load_path(tmp_path)
+
+
+def test_load_path_ignores_options_left_unset(fake_ml100k):
+    frames = load_path(fake_ml100k / "u.data", columns=None, delimiter=None)
+    assert frames.users is not None

@@ -559,7 +559,8 @@ def load_interactions(
     ``path`` is CSV/TSV/TXT (delimiter detected unless given), Parquet or JSON Lines.
     ``columns`` says what the file's columns are called; only the user and item
     columns are required. Timestamps may be epoch seconds or ISO 8601 strings (naive
-    times are UTC); values must be numbers. Duplicate rows are kept (ingest dedupes).
+    times are UTC); values must be numbers. Ids keep their text (surrounding
+    whitespace trimmed). Duplicate rows are kept (ingest dedupes them).
 
     Raises :class:`reco.errors.ValidationError` listing every problem found.
     """
@@ -650,7 +651,8 @@ def load_items(
 
     ``categories`` may be a JSON/Parquet list or a ``|``-separated string; it is stored
     ``|``-separated. Other columns are kept (numbers become numbers unless that would
-    lose leading zeros). Item ids must be present and unique.
+    lose leading zeros). Item ids must be present and unique. ``delimiter`` works as
+    in :func:`load_interactions`.
     """
     frame = _load_metadata(Path(path), id_col, schema.ITEM, "item", delimiter)
     for column in ("title", "text"):

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from reco.data import schema
-from reco.data.loaders import SUPPORTED_SUFFIXES, load_interactions
+from reco.data.loaders import SUPPORTED_SUFFIXES, load_interactions, load_items, load_users
 from reco.data.schema import Frames
 from reco.errors import ValidationError
 
@@ -100,18 +100,24 @@ def load_movielens(path: Path) -> Frames:
 
 
 def load_path(path: Path, **loader_kwargs: object) -> Frames:
-    """Load whatever the CLI was given: a MovieLens folder or one interaction file.
+    """Load whatever the CLI was given: a MovieLens folder, a data folder or one file.
 
-    A folder must be a MovieLens release (:func:`load_movielens`). A file goes to
-    :func:`reco.data.loaders.load_interactions` with ``loader_kwargs`` (``columns``,
-    ``delimiter``) — except the ratings file of a MovieLens folder given without
-    such options, which loads the whole folder (so items and users come along).
+    * a MovieLens release folder: :func:`load_movielens`;
+    * another folder: its ``interactions.<ext>`` file, plus ``items.<ext>`` and
+      ``users.<ext>`` when present (any supported extension);
+    * a file: :func:`reco.data.loaders.load_interactions` with ``loader_kwargs``
+      (``columns``, ``delimiter``; ``None`` values mean "not given") — except the
+      ratings file of a MovieLens folder given without such options, which loads the
+      whole folder so items and users come along.
     """
     path = Path(path)
+    options = {key: value for key, value in loader_kwargs.items() if value is not None}
     if path.is_dir():
-        return load_movielens(path)
+        if detect_movielens(path) is not None:
+            return load_movielens(path)
+        return _load_data_folder(path, options)
     ratings_files = ("u.data", "ratings.dat", "ratings.csv")
-    if path.name in ratings_files and not loader_kwargs and detect_movielens(path.parent):
+    if path.name in ratings_files and not options and detect_movielens(path.parent):
         return load_movielens(path.parent)
     unsupported = path.is_file() and path.suffix.lower() not in SUPPORTED_SUFFIXES
     if unsupported and detect_movielens(path.parent):
@@ -122,7 +128,31 @@ def load_path(path: Path, **loader_kwargs: object) -> Frames:
             ],
             source=str(path),
         )
-    return Frames(interactions=load_interactions(path, **loader_kwargs))  # type: ignore[arg-type]
+    return Frames(interactions=load_interactions(path, **options))  # type: ignore[arg-type]
+
+
+def _data_file(folder: Path, stem: str) -> Path | None:
+    """The one ``<stem>.<supported extension>`` file of a folder, if any."""
+    found = sorted(p for p in folder.glob(f"{stem}.*") if p.suffix.lower() in SUPPORTED_SUFFIXES)
+    if len(found) > 1:
+        names = ", ".join(p.name for p in found)
+        raise ValidationError(
+            [f"{folder} holds several {stem} files ({names}); keep one."], source=str(folder)
+        )
+    return found[0] if found else None
+
+
+def _load_data_folder(folder: Path, options: dict[str, object]) -> Frames:
+    interactions = _data_file(folder, "interactions")
+    if interactions is None:
+        raise _not_movielens(folder)
+    items, users = _data_file(folder, "items"), _data_file(folder, "users")
+    delimiter = options.get("delimiter")
+    return Frames(
+        interactions=load_interactions(interactions, **options),  # type: ignore[arg-type]
+        items=load_items(items, delimiter=delimiter) if items else None,  # type: ignore[arg-type]
+        users=load_users(users, delimiter=delimiter) if users else None,  # type: ignore[arg-type]
+    )
 
 
 # --------------------------------------------------------------------------- formats
@@ -252,12 +282,14 @@ def _load_csv_release(path: Path) -> Frames:
 
 
 def _not_movielens(path: Path) -> ValidationError:
-    what = "does not exist" if not path.exists() else "is not a MovieLens folder"
+    what = "does not exist" if not path.exists() else "is neither a MovieLens nor a data folder"
     return ValidationError(
         [
             f"{path} {what}: expected u.data + u.item (ml-100k), ratings.dat + users.dat or "
             "movies.dat (ml-1m, ml-10m), or ratings.csv + movies.csv (ml-20m, ml-25m, "
-            "ml-latest). Unpack the dataset's zip there, or `reco data fetch` it."
+            "ml-latest) — or, for your own data, interactions.csv (or .parquet, .jsonl) "
+            "with optional items.csv and users.csv. Unpack the dataset's zip there, or "
+            "`reco data fetch` it."
         ],
         source=str(path),
     )
