@@ -53,14 +53,8 @@ class Dataset:
         join the vocabularies too (cold items and users).
         """
         interactions = schema.normalize_interactions(interactions)
-        item_ids = pd.concat(
-            [interactions[schema.ITEM], *([items[schema.ITEM].astype(str)] if items is not None else [])]
-        )
-        user_ids = pd.concat(
-            [interactions[schema.USER], *([users[schema.USER].astype(str)] if users is not None else [])]
-        )
-        item_vocab = Vocabulary.from_values(item_ids)
-        user_vocab = Vocabulary.from_values(user_ids)
+        user_vocab, user_idx = _encode(interactions[schema.USER], users, schema.USER)
+        item_vocab, item_idx = _encode(interactions[schema.ITEM], items, schema.ITEM)
 
         weights = np.ones(len(interactions), dtype=np.float32)
         event_types = interactions[schema.EVENT_TYPE].to_numpy(dtype=object)
@@ -75,8 +69,8 @@ class Dataset:
         return cls(
             users=user_vocab,
             items=item_vocab,
-            user_idx=user_vocab.lookup(interactions[schema.USER]).astype(np.int32),
-            item_idx=item_vocab.lookup(interactions[schema.ITEM]).astype(np.int32),
+            user_idx=user_idx,
+            item_idx=item_idx,
             timestamps=timestamps,
             weights=weights,
             event_types=event_types,
@@ -159,6 +153,17 @@ class Dataset:
         for vocab in (self.users, self.items):
             digest.update("\x1f".join(vocab.ids.tolist()).encode())
         return digest.hexdigest()
+
+
+def _encode(
+    ids: pd.Series, metadata: pd.DataFrame | None, key: str
+) -> tuple[Vocabulary, np.ndarray]:
+    """Vocabulary of the ids (then metadata-only ids) and the interactions' indices."""
+    n_interactions = len(ids)
+    if metadata is not None:
+        ids = pd.concat([ids, schema.as_str(metadata[key])], ignore_index=True)
+    codes, uniques = pd.factorize(ids)  # one hash pass, indices in order of appearance
+    return Vocabulary(uniques), codes[:n_interactions].astype(np.int32)
 
 
 def _align(frame: pd.DataFrame | None, key: str, vocab: Vocabulary) -> pd.DataFrame | None:

@@ -125,7 +125,7 @@ COUNTRY_SHARES = (0.30, 0.15, 0.10, 0.09, 0.08, 0.07, 0.07, 0.05, 0.05, 0.04)
 AGE_BANDS = ("18-24", "25-34", "35-44", "45-54", "55+")
 AGE_SHARES = (0.18, 0.30, 0.24, 0.16, 0.12)
 EVENT_TYPES = ("view", "click", "purchase")
-_STR = pd.StringDtype(na_value=np.nan)  # pandas' default "str" dtype, as loaders produce
+_STR = schema.STR
 
 _DAY = 86_400
 _FAVOURITES = 3  # niches each user prefers

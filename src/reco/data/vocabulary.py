@@ -16,15 +16,15 @@ class Vocabulary:
     """
 
     def __init__(self, ids: Iterable[str]) -> None:
-        self._ids = np.asarray([str(i) for i in ids], dtype=object)
-        self._index = pd.Index(self._ids)
+        self._ids = _as_object_strings(ids)
+        self._index = pd.Index(self._ids, dtype=object)
         if not self._index.is_unique:
             raise ValueError("Vocabulary ids must be unique")
 
     @classmethod
     def from_values(cls, values: Iterable[str]) -> Vocabulary:
         """Build a vocabulary of the distinct values, in order of first appearance."""
-        return cls(pd.unique(pd.Series(list(values), dtype=object).astype(str)))
+        return cls(pd.unique(_as_object_strings(values)))
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -44,7 +44,7 @@ class Vocabulary:
 
     def lookup(self, external_ids: Iterable[str]) -> np.ndarray:
         """Indices of the given ids as int64, ``-1`` where an id is unknown."""
-        values = pd.Index(pd.Series(list(external_ids), dtype=object).astype(str))
+        values = pd.Index(_as_object_strings(external_ids), dtype=object)
         return self._index.get_indexer(values).astype(np.int64)
 
     def index_of(self, external_id: str) -> int:
@@ -62,3 +62,13 @@ class Vocabulary:
         out[valid] = self._ids[indices[valid]]
         out[~valid] = None
         return out
+
+
+def _as_object_strings(values: Iterable[str]) -> np.ndarray:
+    """An object array of str from any iterable of ids (vectorised for Series and arrays)."""
+    if not isinstance(values, pd.Series | pd.Index | np.ndarray):
+        values = list(values)
+    series = pd.Series(values, copy=False)
+    if series.dtype != object or pd.api.types.infer_dtype(series, skipna=False) != "string":
+        series = series.astype(str)
+    return series.to_numpy(dtype=object)
