@@ -1,0 +1,224 @@
+"""Engines and migrations: open the store on SQLite or PostgreSQL, bring it to the latest schema.
+
+``open_store(url)`` is what callers want: it builds the engine, checks the database is
+reachable (a :class:`~reco.errors.RecoError` naming the URL, password hidden, when not)
+and applies any pending Alembic migration. No ``alembic.ini`` is needed: the migration
+scripts ship inside the package.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+
+from reco.errors import ConfigurationError, RecoError
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+# Seconds a SQLite writer waits for another writer before giving up.
+SQLITE_BUSY_TIMEOUT_S = 30
+# Seconds to wait for a PostgreSQL server to accept the connection.
+POSTGRES_CONNECT_TIMEOUT_S = 10
+# Key of the PostgreSQL advisory lock that serialises concurrent migrations.
+_MIGRATION_LOCK_KEY = zlib.crc32(b"reco.store.migrate")
+# Execution option naming how a SQLite transaction begins (DEFERRED or IMMEDIATE).
+SQLITE_BEGIN = "reco_sqlite_begin"
+
+_HOW_TO_FIX = (
+    "Set RECO_DATABASE_URL to a database you can reach, e.g. "
+    "sqlite:////path/to/reco.db or postgresql+psycopg://user:password@host:5432/reco "
+    "(or unset it to use SQLite under RECO_HOME)."
+)
+
+
+def redacted(url: str | URL) -> str:
+    """The URL as text with its password replaced by ``***``, safe for messages and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable URL>"
+
+
+def _parse_url(url: str | URL) -> URL:
+    """Parse and normalise a store URL; plain ``postgresql://`` means psycopg 3."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise ConfigurationError(
+            f"The database URL {url!r} cannot be parsed ({exc}). {_HOW_TO_FIX}"
+        ) from None
+    if parsed.drivername in ("postgres", "postgresql"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    backend = parsed.get_backend_name()
+    if backend not in ("sqlite", "postgresql"):
+        raise ConfigurationError(
+            f"The database URL {redacted(parsed)} uses {backend!r}; reco's store runs on "
+            f"SQLite or PostgreSQL. {_HOW_TO_FIX}"
+        )
+    return parsed
+
+
+def _sqlite_file(url: URL) -> Path | None:
+    """The database file a SQLite URL names, or None for in-memory and URI databases."""
+    database = url.database or ""
+    if database in ("", ":memory:") or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Take transaction control away from the sqlite3 module: it would not BEGIN before
+    # SELECT or DDL, which breaks snapshots and transactional migrations.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}")
+        # WAL lets readers (the service) run while a writer (ingest) works; the mode is
+        # stored in the file, so only set it when it is not already on.
+        mode = cursor.execute("PRAGMA journal_mode").fetchone()[0]
+        if mode.lower() not in ("wal", "memory"):
+            cursor.execute("PRAGMA journal_mode=WAL")
+        # With WAL, NORMAL is durable against application crashes and much faster.
+        cursor.execute("PRAGMA synchronous=NORMAL")
+    finally:
+        cursor.close()
+
+
+def _on_sqlite_begin(connection: Connection) -> None:
+    mode = connection.get_execution_options().get(SQLITE_BEGIN, "DEFERRED")
+    connection.exec_driver_sql(f"BEGIN {mode}")
+
+
+def create_engine_for(url: str) -> Engine:
+    """An engine for a SQLite or PostgreSQL URL, configured for the store.
+
+    SQLite: the parent folder is created; WAL journal, foreign keys, a busy timeout of
+    30 s and real transactions (BEGIN before every statement). PostgreSQL: plain
+    ``postgresql://`` URLs use psycopg 3; stale pooled connections are detected.
+    Nothing connects yet; see :func:`open_store`.
+    """
+    parsed = _parse_url(url)
+    try:
+        if parsed.get_backend_name() == "sqlite":
+            return _create_sqlite_engine(parsed)
+        return create_engine(
+            parsed,
+            pool_pre_ping=True,
+            connect_args={"connect_timeout": POSTGRES_CONNECT_TIMEOUT_S},
+        )
+    except (NoSuchModuleError, ImportError) as exc:
+        raise ConfigurationError(
+            f"The driver for {redacted(parsed)} is not installed ({exc}). For PostgreSQL "
+            "install it with: pip install 'reco[postgres]'."
+        ) from None
+
+
+def _create_sqlite_engine(url: URL) -> Engine:
+    path = _sqlite_file(url)
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RecoError(
+                f"Cannot create the folder {path.parent} for the SQLite store "
+                f"{redacted(url)}: {exc}. {_HOW_TO_FIX}"
+            ) from None
+    engine = create_engine(
+        url,
+        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False},
+    )
+    event.listen(engine, "connect", _on_sqlite_connect)
+    event.listen(engine, "begin", _on_sqlite_begin)
+    return engine
+
+
+def is_postgres(engine: Engine | Connection) -> bool:
+    """True when the engine (or connection) talks to PostgreSQL."""
+    return engine.dialect.name == "postgresql"
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A connection inside one transaction that will write; commits when the block ends.
+
+    On SQLite the transaction takes the write lock at once (BEGIN IMMEDIATE), so two
+    writers queue on the busy timeout instead of failing when a read turns into a write.
+    """
+    with engine.connect() as connection:
+        connection.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"})
+        with connection.begin():
+            yield connection
+
+
+def check_reachable(engine: Engine) -> None:
+    """Connect once; raise a RecoError naming the URL and the fix when that fails."""
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except DBAPIError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        raise RecoError(
+            f"Cannot reach the store database at {redacted(engine.url)}: {reason}. "
+            f"Check that the server is running and accepts connections. {_HOW_TO_FIX}"
+        ) from None
+
+
+def _alembic_config() -> Config:
+    config = Config()
+    # configparser interpolation would eat a '%' in the install path.
+    config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
+    return config
+
+
+def head_revision() -> str:
+    """The newest migration revision shipped with this version of reco."""
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    if head is None:
+        raise RecoError(f"No migrations found under {MIGRATIONS_DIR}; the install is broken.")
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The migration revision the database is at (None when never migrated)."""
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def migrate(engine: Engine) -> None:
+    """Upgrade the database to the newest schema (Alembic ``upgrade head``); idempotent.
+
+    Runs in one transaction, serialised against concurrent migrators (an advisory
+    lock on PostgreSQL, the write lock on SQLite), so two processes starting at once
+    do not both create the tables.
+    """
+    check_reachable(engine)
+    config = _alembic_config()
+    with write_transaction(engine) as connection:
+        if is_postgres(connection):
+            connection.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY}
+            )
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+def open_store(url: str) -> Engine:
+    """Create the engine for ``url``, check it is reachable and migrate it to the latest schema."""
+    engine = create_engine_for(url)
+    try:
+        migrate(engine)
+    except BaseException:
+        engine.dispose()
+        raise
+    return engine
