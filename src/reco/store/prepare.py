@@ -1,0 +1,424 @@
+"""Turn canonical frames into validated, deduplicated column lists ready for bulk writes.
+
+Everything that can be checked without the database is checked here, so a bad batch is
+refused with one :class:`~reco.errors.ValidationError` listing every problem before
+anything is written. Row numbers in messages are 1-based positions in the frame
+(the data line of the file when the frame came straight from one).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from itertools import repeat
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from reco.data import schema
+from reco.errors import ValidationError
+from reco.store.tables import MAX_ID_LENGTH
+
+# Problems listed per rule before the rest are summarised; a broken 10M-row file
+# should give a readable message, not ten million lines.
+_MAX_LISTED = 25
+
+ITEM_COLUMNS = ("title", "text", "categories")
+AVAILABLE = "available"
+
+_TRUE = {"true", "t", "yes", "y", "1"}
+_FALSE = {"false", "f", "no", "n", "0"}
+
+
+@dataclass
+class InteractionRows:
+    """Interactions to append, one list per column, in frame order, without duplicates.
+
+    ``timestamp`` and ``value`` hold ``None`` where unknown. ``received`` counts the
+    rows in the frame; ``len(dedupe_key)`` the distinct ones left after deduplication.
+    """
+
+    dedupe_key: list[str]
+    event_id: list[str | None]
+    user_id: list[str]
+    item_id: list[str]
+    timestamp: list[int | None]
+    value: list[float | None]
+    event_type: list[str]
+    received: int
+
+    def __len__(self) -> int:
+        return len(self.dedupe_key)
+
+    def rows(self, start: int = 0, stop: int | None = None, *constants: Any) -> zip:
+        """Tuples (dedupe_key, event_id, user_id, item_id, timestamp, value, event_type,
+        *constants) for the rows ``start:stop``; each constant repeats on every row."""
+        part = slice(start, stop)
+        size = len(range(*part.indices(len(self.dedupe_key))))
+        return zip(
+            self.dedupe_key[part],
+            self.event_id[part],
+            self.user_id[part],
+            self.item_id[part],
+            self.timestamp[part],
+            self.value[part],
+            self.event_type[part],
+            *(repeat(c, size) for c in constants),
+            strict=True,
+        )
+
+
+@dataclass
+class MetadataRows:
+    """Users or items to upsert: one row per id (the last one in the frame wins).
+
+    ``columns`` maps each first-class column present in the frame (items: ``title``,
+    ``text``, ``categories``, ``available``) to its values; ``attributes`` holds one
+    JSON object per row with every other non-empty column.
+    """
+
+    ids: list[str]
+    columns: dict[str, list[Any]]
+    attributes: list[str]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+class _Problems:
+    """Collects problems, listing the first few of each rule and counting the rest."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def add_rows(self, positions: np.ndarray, describe: Any) -> None:
+        for pos in positions[:_MAX_LISTED]:
+            self.lines.append(describe(int(pos)))
+        if len(positions) > _MAX_LISTED:
+            self.lines.append(f"... {len(positions) - _MAX_LISTED} more rows with the same problem")
+
+    def raise_if_any(self, source: str) -> None:
+        if self.lines:
+            raise ValidationError(self.lines, source=source)
+
+
+def _check_ids(
+    problems: _Problems, frame_name: str, column: str, values: pd.Series, *, optional: bool
+) -> None:
+    """Ids must be present (unless optional), non-empty, free of NUL characters and at
+    most MAX_ID_LENGTH characters long. Vectorised: this runs on every ingested row."""
+    missing = values.isna().to_numpy()
+    if not optional:
+        problems.add_rows(
+            np.flatnonzero(missing),
+            lambda p: (
+                f"{frame_name} row {p + 1}, column {column}: the value is missing; "
+                f"every row needs a {column}."
+            ),
+        )
+    if missing.all():
+        return
+    texts = values if _is_string_dtype(values) else values.astype(str)
+    lengths = texts.str.len().to_numpy(dtype=np.float64, na_value=np.nan).copy()
+    lengths[missing] = np.nan
+    problems.add_rows(
+        np.flatnonzero(lengths == 0),
+        lambda p: (
+            f"{frame_name} row {p + 1}, column {column}: the value is empty; "
+            f"give a non-empty {column}" + (" or leave it out." if optional else ".")
+        ),
+    )
+    # PostgreSQL text cannot hold NUL; refuse it everywhere so both stores agree.
+    with_nul = texts.str.contains("\x00", regex=False).to_numpy(dtype=bool, na_value=False)
+    problems.add_rows(
+        np.flatnonzero(with_nul & ~missing),
+        lambda p: (
+            f"{frame_name} row {p + 1}, column {column}: the value contains a NUL "
+            "character (\\x00); remove it."
+        ),
+    )
+    problems.add_rows(
+        np.flatnonzero(lengths > MAX_ID_LENGTH),
+        lambda p: (
+            f"{frame_name} row {p + 1}, column {column}: the value is "
+            f"{int(lengths[p])} characters long; ids may be at most {MAX_ID_LENGTH} characters. "
+            "Shorten it (e.g. replace it with a hash of itself)."
+        ),
+    )
+
+
+def _is_string_dtype(values: pd.Series) -> bool:
+    """True for pandas string dtypes, whose values are all str (or missing)."""
+    return values.dtype != object and pd.api.types.is_string_dtype(values.dtype)
+
+
+def _is_canonical(frame: pd.DataFrame) -> bool:
+    """True when normalising would change nothing (string dtypes guarantee str values)."""
+    return (
+        tuple(frame.columns) == schema.INTERACTION_COLUMNS
+        and frame[schema.TIMESTAMP].dtype == "Int64"
+        and frame[schema.VALUE].dtype == np.float64
+        and all(_is_string_dtype(frame[c]) for c in (schema.USER, schema.ITEM, schema.EVENT_TYPE))
+    )
+
+
+def _event_ids(column: pd.Series) -> list[str | None]:
+    missing = column.isna().to_numpy()
+    if missing.all():
+        return [None] * len(column)
+    return [None if m else str(e) for e, m in zip(column.tolist(), missing.tolist(), strict=True)]
+
+
+def _arrow_text(values: pd.Series) -> pa.Array:
+    array = pa.array(values, from_pandas=True)
+    return pc.cast(array, pa.large_string())
+
+
+def dedupe_keys(canonical: pd.DataFrame) -> list[str]:
+    """One key per event of a canonical frame: ``e:<event_id>`` when it has an id,
+    else ``h:<hash>``.
+
+    The hash is blake2b-128 of user, item, timestamp and event type joined by NUL
+    characters; ids cannot contain NUL (:func:`_check_ids`), so the encoding is
+    unambiguous. Two events without ids are the same event when those four fields are
+    equal; the value does not count (a corrected rating is not a new event).
+    """
+    event_ids = canonical[schema.EVENT_ID]
+    has_id = event_ids.notna().to_numpy()
+    without_id = canonical if not has_id.any() else canonical.loc[~has_id]
+    text = pa.large_string()
+    stamps = pc.cast(pa.array(without_id[schema.TIMESTAMP], from_pandas=True), text)
+    joined = pc.binary_join_element_wise(
+        _arrow_text(without_id[schema.USER]),
+        _arrow_text(without_id[schema.ITEM]),
+        pc.fill_null(stamps, pa.scalar("", text)),
+        _arrow_text(without_id[schema.EVENT_TYPE]),
+        pa.scalar("\x00", text),
+    )
+    encoded = pc.cast(joined, pa.large_binary()).to_numpy(zero_copy_only=False)
+    blake2b = hashlib.blake2b
+    hashed = ["h:" + blake2b(b, digest_size=16).hexdigest() for b in encoded]
+    if not has_id.any():
+        return hashed
+    keys = np.empty(len(canonical), dtype=object)
+    keys[~has_id] = hashed
+    keys[has_id] = ["e:" + str(e) for e in event_ids[has_id].tolist()]
+    return keys.tolist()
+
+
+def _numeric_columns(frame: pd.DataFrame, problems: _Problems) -> pd.DataFrame:
+    """Timestamps as Int64 epoch seconds and values as float64, listing cells that are
+    neither (datetimes become epoch seconds)."""
+    replaced: dict[str, Any] = {}
+    if schema.TIMESTAMP in frame.columns:
+        raw = frame[schema.TIMESTAMP]
+        if pd.api.types.is_datetime64_any_dtype(raw.dtype):
+            epoch = pd.Timestamp(0, tz=raw.dt.tz)
+            seconds = (raw - epoch) // pd.Timedelta(seconds=1)
+            replaced[schema.TIMESTAMP] = pd.array(seconds, dtype="Int64")
+        elif not pd.api.types.is_integer_dtype(raw.dtype):
+            numbers = pd.to_numeric(raw, errors="coerce").astype("float64")
+            numbers = numbers.to_numpy(dtype=np.float64, na_value=np.nan)
+            finite = np.isfinite(numbers)
+            fraction = np.mod(np.where(finite, numbers, 0.0), 1.0) != 0
+            bad = raw.notna().to_numpy() & (~finite | fraction)
+            problems.add_rows(
+                np.flatnonzero(bad),
+                lambda p: (
+                    f"interactions row {p + 1}, column timestamp: {raw.iloc[p]!r} is "
+                    "not a whole number of seconds since 1970; give epoch seconds or leave "
+                    "it empty."
+                ),
+            )
+            whole = np.where(finite & ~bad, numbers, 0).astype(np.int64)
+            replaced[schema.TIMESTAMP] = pd.arrays.IntegerArray(whole, ~finite | bad)
+    if schema.VALUE in frame.columns and not pd.api.types.is_float_dtype(frame[schema.VALUE]):
+        raw = frame[schema.VALUE]
+        numbers = pd.to_numeric(raw, errors="coerce").astype("float64")
+        problems.add_rows(
+            np.flatnonzero(raw.notna().to_numpy() & numbers.isna().to_numpy()),
+            lambda p: (
+                f"interactions row {p + 1}, column value: {raw.iloc[p]!r} is not a "
+                "number; give a number or leave it empty."
+            ),
+        )
+        replaced[schema.VALUE] = numbers
+    return frame.assign(**replaced) if replaced else frame
+
+
+def prepare_interactions(frame: pd.DataFrame, *, source: str) -> InteractionRows:
+    """Validate an interaction frame and return its distinct events as column lists.
+
+    Raises ValidationError (nothing written) listing every missing column, missing,
+    empty or over-long id (more than MAX_ID_LENGTH characters), id containing NUL,
+    timestamp that is not whole epoch seconds and value that is not a number.
+    Datetime timestamps become epoch seconds; a missing event type becomes the default.
+    """
+    problems = _Problems()
+    absent = [c for c in schema.REQUIRED_INTERACTION_COLUMNS if c not in frame.columns]
+    if absent:
+        problems.lines.append(
+            f"interactions: column(s) {', '.join(absent)} missing; the columns are "
+            f"{', '.join(map(str, frame.columns))}. Rename or add them."
+        )
+        problems.raise_if_any(source)
+    for column in (schema.USER, schema.ITEM, schema.EVENT_TYPE, schema.EVENT_ID):
+        if column in frame.columns:
+            optional = column in (schema.EVENT_ID, schema.EVENT_TYPE)
+            _check_ids(problems, "interactions", column, frame[column], optional=optional)
+    problems.raise_if_any(source)
+
+    if schema.EVENT_TYPE in frame.columns and frame[schema.EVENT_TYPE].isna().any():
+        frame = frame.assign(
+            **{schema.EVENT_TYPE: frame[schema.EVENT_TYPE].fillna(schema.DEFAULT_EVENT_TYPE)}
+        )
+    if not _is_canonical(frame):
+        frame = _numeric_columns(frame, problems)
+        problems.raise_if_any(source)
+    canonical = frame if _is_canonical(frame) else schema.normalize_interactions(frame)
+    n = len(canonical)
+    stamps_col = canonical[schema.TIMESTAMP]
+    stamp_missing = stamps_col.isna().to_numpy()
+    stamps: list[int | None] = stamps_col.to_numpy(dtype=np.int64, na_value=0).tolist()
+    if stamp_missing.any():
+        stamps = [None if m else s for s, m in zip(stamps, stamp_missing.tolist(), strict=True)]
+    values_arr = canonical[schema.VALUE].to_numpy(dtype=np.float64)
+    values: list[float | None] = values_arr.tolist()
+    value_missing = np.isnan(values_arr)
+    if value_missing.any():
+        values = [None if m else v for v, m in zip(values, value_missing.tolist(), strict=True)]
+    users = canonical[schema.USER].tolist()
+    items = canonical[schema.ITEM].tolist()
+    kinds = canonical[schema.EVENT_TYPE].tolist()
+    event_ids = _event_ids(canonical[schema.EVENT_ID])
+
+    keys = dedupe_keys(canonical)
+    first = ~pd.Series(keys, dtype=object).duplicated(keep="first").to_numpy()
+    if first.all():
+        return InteractionRows(keys, event_ids, users, items, stamps, values, kinds, n)
+    keep = np.flatnonzero(first).tolist()
+    return InteractionRows(
+        dedupe_key=[keys[k] for k in keep],
+        event_id=[event_ids[k] for k in keep],
+        user_id=[users[k] for k in keep],
+        item_id=[items[k] for k in keep],
+        timestamp=[stamps[k] for k in keep],
+        value=[values[k] for k in keep],
+        event_type=[kinds[k] for k in keep],
+        received=n,
+    )
+
+
+def _is_missing(value: Any) -> bool:
+    if value is None or value is pd.NA or value is pd.NaT:
+        return True
+    return isinstance(value, float) and math.isnan(value)
+
+
+def _jsonable(value: Any) -> Any:
+    """Numpy scalars, timestamps and the like as plain JSON values."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    return str(value)
+
+
+def _parse_available(value: Any) -> bool | None:
+    if _is_missing(value):
+        return None
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    if isinstance(value, int | np.integer) and int(value) in (0, 1):
+        return bool(value)
+    if isinstance(value, float) and value in (0.0, 1.0):
+        return bool(value)
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError(value)
+
+
+def _text_value(value: Any) -> str | None:
+    if _is_missing(value):
+        return None
+    if isinstance(value, list | tuple | np.ndarray):
+        return schema.CATEGORY_SEPARATOR.join(str(v) for v in value)
+    return str(value)
+
+
+def prepare_metadata(frame: pd.DataFrame, *, kind: str, source: str) -> MetadataRows:
+    """Validate a users or items frame (``kind`` is "users" or "items") for upsert.
+
+    The id column must be present and valid. For items, ``title``, ``text``,
+    ``categories`` (``|``-separated; lists are joined) and ``available`` (booleans or
+    true/false/yes/no/1/0) are columns of their own; every other column goes into the
+    row's JSON attributes, leaving out empty cells.
+    """
+    id_column = schema.USER if kind == "users" else schema.ITEM
+    own = (*ITEM_COLUMNS, AVAILABLE) if kind == "items" else ()
+    problems = _Problems()
+    if id_column not in frame.columns:
+        problems.lines.append(
+            f"{kind}: column {id_column} missing; the columns are "
+            f"{', '.join(map(str, frame.columns))}. Rename or add it."
+        )
+        problems.raise_if_any(source)
+    _check_ids(problems, kind, id_column, frame[id_column], optional=False)
+    problems.raise_if_any(source)
+
+    ids = frame[id_column].astype(str)
+    last = ~ids.duplicated(keep="last").to_numpy()
+    frame = frame.loc[last]
+    ids_list = ids[last].tolist()
+    positions = np.flatnonzero(last)
+
+    columns: dict[str, list[Any]] = {}
+    for name in own:
+        if name not in frame.columns:
+            continue
+        raw = frame[name].tolist()
+        if name != AVAILABLE:
+            columns[name] = [_text_value(v) for v in raw]
+            continue
+        parsed: list[bool | None] = []
+        bad: dict[int, Any] = {}
+        for pos, v in zip(positions.tolist(), raw, strict=True):
+            try:
+                parsed.append(_parse_available(v))
+            except ValueError:
+                parsed.append(None)
+                bad[pos] = v
+        problems.add_rows(
+            np.asarray(sorted(bad), dtype=np.int64),
+            lambda p, bad=bad: (
+                f"{kind} row {p + 1}, column available: {bad[p]!r} is not a boolean; "
+                "use true/false, yes/no or 1/0."
+            ),
+        )
+        columns[name] = parsed
+
+    extra = [c for c in frame.columns if c != id_column and c not in own]
+    records = frame[extra].to_dict("records") if extra else [{} for _ in ids_list]
+    attributes: list[str] = []
+    for pos, record in zip(positions.tolist(), records, strict=True):
+        kept = {str(k): v for k, v in record.items() if not _is_missing(v)}
+        try:
+            attributes.append(
+                json.dumps(kept, ensure_ascii=False, allow_nan=False, default=_jsonable)
+            )
+        except ValueError:
+            attributes.append("{}")
+            problems.lines.append(
+                f"{kind} row {pos + 1}: an attribute is infinite; use a finite number or "
+                "leave the cell empty."
+            )
+    problems.raise_if_any(source)
+    return MetadataRows(ids_list, columns, attributes)

@@ -1,0 +1,178 @@
+"""What the rest of reco asks of the store: ingest frames, load them back, count rows,
+and keep track of model versions.
+
+``ingest`` writes a whole batch in ONE transaction (all of it or nothing) through the
+fastest path each backend has: COPY on PostgreSQL, chunked executemany on SQLite.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy.exc import DBAPIError
+
+from reco.data import schema
+from reco.data.schema import Frames
+from reco.errors import RecoError
+from reco.store import postgres_bulk, sqlite_bulk
+from reco.store.db import is_postgres, redacted, write_transaction
+from reco.store.prepare import ITEM_COLUMNS, prepare_interactions, prepare_metadata
+from reco.store.tables import interactions, items, users
+from reco.store.versions import (
+    current_model_version,
+    list_model_versions,
+    record_model_version,
+    set_current_version,
+)
+
+__all__ = [
+    "IngestReport",
+    "counts",
+    "current_model_version",
+    "ingest",
+    "list_model_versions",
+    "load_frames",
+    "record_model_version",
+    "set_current_version",
+]
+
+
+@dataclass
+class IngestReport:
+    """What one :func:`ingest` call did.
+
+    ``duplicates_skipped`` counts interactions already in the store or repeated
+    within the batch; ``items_upserted`` / ``users_upserted`` count distinct ids
+    inserted or updated.
+    """
+
+    interactions_added: int
+    duplicates_skipped: int
+    items_upserted: int
+    users_upserted: int
+    seconds: float
+
+    @property
+    def rows_per_second(self) -> float:
+        """Interactions received (added or skipped) per second of the whole call."""
+        received = self.interactions_added + self.duplicates_skipped
+        return received / self.seconds if self.seconds > 0 else float("inf")
+
+
+def ingest(engine: Engine, frames: Frames, *, source: str) -> IngestReport:
+    """Write the frames to the store in one transaction; re-ingesting adds nothing.
+
+    Interactions are appended unless their dedupe key (``e:<event_id>``, else a hash
+    of user, item, timestamp and event type) is already stored or came earlier in
+    the batch. Items and users are upserted: given cells replace stored ones, empty
+    cells keep them, attributes merge key by key. ``source`` (a file name, "api", ...)
+    is recorded on every new interaction.
+
+    Raises ValidationError before writing anything when the frames break a rule (ids
+    missing, empty, longer than 512 characters...), and RecoError when the database
+    refuses the batch; in both cases the store is unchanged.
+    """
+    started = time.perf_counter()
+    received = frames.interactions
+    rows = prepare_interactions(received, source=source)
+    item_rows = (
+        prepare_metadata(frames.items, kind="items", source=source)
+        if frames.items is not None
+        else None
+    )
+    user_rows = (
+        prepare_metadata(frames.users, kind="users", source=source)
+        if frames.users is not None
+        else None
+    )
+    bulk = postgres_bulk if is_postgres(engine) else sqlite_bulk
+    now = datetime.now(UTC)
+    try:
+        with write_transaction(engine) as connection:
+            added = 0
+            if len(rows):
+                added = bulk.insert_interactions(connection, rows, source=source, now=now)
+            if item_rows is not None and len(item_rows):
+                bulk.upsert_metadata(connection, "items", schema.ITEM, item_rows, now=now)
+            if user_rows is not None and len(user_rows):
+                bulk.upsert_metadata(connection, "users", schema.USER, user_rows, now=now)
+    except (DBAPIError, engine.dialect.loaded_dbapi.Error) as exc:
+        # Bulk paths use the driver directly, so its own errors arrive unwrapped too.
+        cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+        reason = str(cause).strip()
+        raise RecoError(
+            f"{source}: the store at {redacted(engine.url)} refused the batch, so nothing "
+            f"was changed: {reason}"
+        ) from exc
+    return IngestReport(
+        interactions_added=added,
+        duplicates_skipped=rows.received - added,
+        items_upserted=len(item_rows) if item_rows is not None else 0,
+        users_upserted=len(user_rows) if user_rows is not None else 0,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _read_metadata(connection: Connection, kind: str) -> pd.DataFrame | None:
+    """Users or items with their attributes expanded into columns; None when empty."""
+    if kind == "items":
+        table, id_column = items, schema.ITEM
+        own = [items.c[c] for c in (*ITEM_COLUMNS, "available")]
+    else:
+        table, id_column = users, schema.USER
+        own = []
+    result = connection.execute(
+        select(table.c[id_column], *own, table.c.attributes).order_by(table.c[id_column])
+    ).all()
+    if not result:
+        return None
+    names = [id_column, *(c.name for c in own)]
+    base = pd.DataFrame([row[:-1] for row in result], columns=names)
+    if "available" in base:
+        base["available"] = base["available"].astype(bool)
+    attributes = pd.DataFrame.from_records([row[-1] or {} for row in result], index=base.index)
+    extra = attributes.drop(columns=[c for c in attributes.columns if c in base.columns])
+    return pd.concat([base, extra], axis=1) if len(extra.columns) else base
+
+
+def load_frames(engine: Engine) -> Frames:
+    """Everything in the store as canonical frames, read from one consistent snapshot.
+
+    Interactions come in id order (the order they were ingested); items and users have
+    one column per attribute (None when their table is empty).
+    """
+    with engine.connect() as connection:
+        if is_postgres(connection):
+            connection.execution_options(isolation_level="REPEATABLE READ")
+        with connection.begin():
+            bulk = postgres_bulk if is_postgres(connection) else sqlite_bulk
+            columns = bulk.read_interactions(connection)
+            item_frame = _read_metadata(connection, "items")
+            user_frame = _read_metadata(connection, "users")
+    return Frames(interactions=_canonical(columns), items=item_frame, users=user_frame)
+
+
+def _canonical(columns: dict[str, Any]) -> pd.DataFrame:
+    """The interaction frame, built column by column the way
+    :func:`reco.data.schema.normalize_interactions` builds it, so dtypes match."""
+    size = len(columns[schema.USER])
+    if size == 0:
+        return schema.empty_interactions()
+    frame = pd.DataFrame(index=range(size))
+    for name in schema.INTERACTION_COLUMNS:
+        frame[name] = columns[name]
+    return frame
+
+
+def counts(engine: Engine) -> dict[str, int]:
+    """Rows per table: ``{"users": ..., "items": ..., "interactions": ...}``."""
+    with engine.connect() as connection:
+        return {
+            name: int(connection.execute(select(func.count()).select_from(table)).scalar_one())
+            for name, table in (("users", users), ("items", items), ("interactions", interactions))
+        }

@@ -1,0 +1,166 @@
+"""Bulk writes and reads on SQLite: executemany in chunks on the raw sqlite3 connection.
+
+Every function runs inside the caller's transaction (a SQLAlchemy ``Connection`` with
+a transaction begun), so a failure anywhere rolls all of it back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from itertools import chain
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Connection
+
+from reco.store.prepare import AVAILABLE, InteractionRows, MetadataRows
+
+CHUNK_ROWS = 100_000
+# Batches at least this large go into an empty table with indexes rebuilt after.
+REBUILD_MIN_ROWS = 50_000
+# For a bulk write: a 512 MiB page cache (negative = KiB) keeps the randomly-keyed
+# dedupe index in memory (and lets index builds sort in memory); helper threads
+# share the sorting of an index rebuild.
+_BULK_PRAGMAS = {"cache_size": -512 * 1024, "threads": 2}
+
+_INSERT_INTERACTIONS = (
+    "INSERT OR IGNORE INTO interactions "
+    '(dedupe_key, event_id, user_id, item_id, "timestamp", value, event_type, source, '
+    "ingested_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+_READ_INTERACTIONS = (
+    'SELECT user_id, item_id, "timestamp", value, event_type, event_id FROM interactions '
+    "ORDER BY id"
+)
+
+
+def _raw(connection: Connection) -> Any:
+    return connection.connection.driver_connection
+
+
+def sqlite_datetime(moment: datetime) -> str:
+    """A datetime in the text form SQLAlchemy's DateTime type stores on SQLite."""
+    return moment.strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+@contextmanager
+def _bulk_settings(raw: Any) -> Iterator[None]:
+    """A big page cache and in-memory sorting for one bulk write, restored afterwards."""
+    previous = {name: raw.execute(f"PRAGMA {name}").fetchone()[0] for name in _BULK_PRAGMAS}
+    for name, value in _BULK_PRAGMAS.items():
+        raw.execute(f"PRAGMA {name}={value}")
+    try:
+        yield
+    finally:
+        for name, value in previous.items():
+            raw.execute(f"PRAGMA {name}={int(value)}")
+
+
+def _is_empty(raw: Any) -> bool:
+    return bool(raw.execute("SELECT NOT EXISTS (SELECT 1 FROM interactions)").fetchone()[0])
+
+
+def insert_interactions(
+    connection: Connection, rows: InteractionRows, *, source: str, now: datetime
+) -> int:
+    """Append the events whose dedupe key is new; return how many were added.
+
+    Into an empty table a large batch goes with the indexes dropped and rebuilt after
+    (the rows are already distinct): building an index once beats a million random
+    B-tree inserts. The caller's transaction holds the write lock, so no other writer
+    can slip in between the emptiness check and the rebuild.
+    """
+    raw = _raw(connection)
+    stamp = sqlite_datetime(now)
+    added = 0
+    with _bulk_settings(raw):
+        indexes: list[tuple[str, str]] = []
+        if len(rows) >= REBUILD_MIN_ROWS and _is_empty(raw):
+            indexes = raw.execute(
+                "SELECT name, sql FROM sqlite_master WHERE type = 'index' "
+                "AND tbl_name = 'interactions' AND sql IS NOT NULL"
+            ).fetchall()
+            for name, _ in indexes:
+                raw.execute(f'DROP INDEX "{name}"')
+        cursor = raw.cursor()
+        try:
+            for start in range(0, len(rows), CHUNK_ROWS):
+                cursor.executemany(
+                    _INSERT_INTERACTIONS, rows.rows(start, start + CHUNK_ROWS, source, stamp)
+                )
+                added += cursor.rowcount
+        finally:
+            cursor.close()
+        for _, ddl in indexes:
+            raw.execute(ddl)
+    return added
+
+
+def upsert_metadata(
+    connection: Connection, table: str, id_column: str, rows: MetadataRows, *, now: datetime
+) -> None:
+    """Insert new ids, update known ones: given cells replace, empty cells keep, and
+    attributes merge key by key (``json_patch``)."""
+    names = list(rows.columns)
+    stamp = sqlite_datetime(now)
+    insert_columns = [id_column, *names, "attributes", "created_at", "updated_at"]
+    placeholders = ["?"] * len(insert_columns)
+    updates = [f"{n} = COALESCE(excluded.{n}, {table}.{n})" for n in names if n != AVAILABLE]
+    if AVAILABLE in rows.columns:
+        # An empty cell inserts as available but leaves a known item's flag alone; the
+        # raw value is bound a second time for the update, since excluded holds 1.
+        placeholders[insert_columns.index(AVAILABLE)] = "COALESCE(?, 1)"
+        updates.append(f"{AVAILABLE} = COALESCE(?, {table}.{AVAILABLE})")
+    updates += [
+        f"attributes = json_patch({table}.attributes, excluded.attributes)",
+        "updated_at = excluded.updated_at",
+    ]
+    sql = (
+        f"INSERT INTO {table} ({', '.join(insert_columns)}) VALUES ({', '.join(placeholders)}) "
+        f"ON CONFLICT ({id_column}) DO UPDATE SET {', '.join(updates)}"
+    )
+    values = [rows.ids, *(rows.columns[n] for n in names), rows.attributes]
+    if AVAILABLE in rows.columns:
+        tail = [[stamp] * len(rows), [stamp] * len(rows), rows.columns[AVAILABLE]]
+    else:
+        tail = [[stamp] * len(rows), [stamp] * len(rows)]
+    cursor = _raw(connection).cursor()
+    try:
+        for start in range(0, len(rows), CHUNK_ROWS):
+            part = slice(start, start + CHUNK_ROWS)
+            cursor.executemany(sql, zip(*(v[part] for v in (*values, *tail)), strict=True))
+    finally:
+        cursor.close()
+
+
+def read_interactions(connection: Connection) -> dict[str, Any]:
+    """Every interaction in id order, one array per canonical column.
+
+    ``timestamp`` is a nullable Int64 array, ``value`` float64 with NaN for unknown,
+    the rest object arrays (``event_id`` holds None where absent).
+    """
+    cursor = _raw(connection).cursor()
+    parts: list[list[tuple]] = [[] for _ in range(6)]
+    try:
+        cursor.execute(_READ_INTERACTIONS)
+        while chunk := cursor.fetchmany(CHUNK_ROWS):
+            for column, values in zip(parts, zip(*chunk, strict=True), strict=True):
+                column.append(values)
+    finally:
+        cursor.close()
+    flat = [list(chain.from_iterable(pieces)) for pieces in parts]
+    users, items, stamps, values, kinds, event_ids = flat
+    stamp_missing = np.fromiter((s is None for s in stamps), dtype=bool, count=len(stamps))
+    stamp_values = np.array([0 if s is None else s for s in stamps], dtype=np.int64)
+    return {
+        "user_id": np.array(users, dtype=object),
+        "item_id": np.array(items, dtype=object),
+        "timestamp": pd.arrays.IntegerArray(stamp_values, stamp_missing),
+        "value": np.array([np.nan if v is None else v for v in values], dtype=np.float64),
+        "event_type": np.array(kinds, dtype=object),
+        "event_id": np.array(event_ids, dtype=object),
+    }
