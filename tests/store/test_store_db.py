@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, make_url
 
 from reco.errors import ConfigurationError, RecoError
 from reco.store import counts, ingest, open_store
@@ -120,3 +120,10 @@ def test_plain_postgresql_urls_use_psycopg3_and_passwords_are_hidden():
     finally:
         engine.dispose()
     assert redacted("postgresql://reco:s3cret@db/reco") == "postgresql://reco:***@db/reco"
+
+
+@pytest.mark.postgres
+def test_migrating_into_a_missing_schema_says_what_to_check(postgres_url):
+    url = make_url(postgres_url).update_query_dict({"options": "-csearch_path=no_such_schema"})
+    with pytest.raises(RecoError, match="search_path exists"):
+        open_store(url.render_as_string(hide_password=False))

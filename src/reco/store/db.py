@@ -204,13 +204,21 @@ def migrate(engine: Engine) -> None:
     """
     check_reachable(engine)
     config = _alembic_config()
-    with write_transaction(engine) as connection:
-        if is_postgres(connection):
-            connection.execute(
-                text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY}
-            )
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+    try:
+        with write_transaction(engine) as connection:
+            if is_postgres(connection):
+                connection.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY}
+                )
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+    except DBAPIError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        raise RecoError(
+            f"Could not bring the store at {redacted(engine.url)} to the current schema "
+            f"(nothing was changed): {reason}. Check that the database user may create "
+            "tables there (on PostgreSQL: that the schema in search_path exists)."
+        ) from exc
 
 
 def open_store(url: str) -> Engine:

@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 from sqlalchemy import Connection
 
+from reco.data import schema
 from reco.store.prepare import AVAILABLE, InteractionRows, MetadataRows
 
 _BATCH_INTERACTIONS = "reco_batch_interactions"
@@ -169,8 +170,8 @@ def upsert_metadata(
         cursor.execute(f"DROP TABLE {_BATCH_METADATA}")
 
 
-def read_interactions(connection: Connection) -> dict[str, Any]:
-    """Every interaction in id order, one array per canonical column.
+def read_interactions(connection: Connection) -> dict[str, pd.Series]:
+    """Every interaction in id order, one Series per canonical column (canonical dtypes).
 
     Reads ``COPY ... TO STDOUT`` as CSV into memory and parses it with pyarrow's CSV
     reader: far faster than fetching millions of Python tuples. In CSV
@@ -209,16 +210,18 @@ def read_interactions(connection: Connection) -> dict[str, Any]:
             ),
         )
     del buffer
-    out: dict[str, Any] = {}
-    for name in names:
-        column = table.column(name)
-        if name == "timestamp":
-            stamps = pc.fill_null(column, 0).to_numpy()
-            out[name] = pd.arrays.IntegerArray(
-                stamps.astype(np.int64, copy=False), column.is_null().to_numpy()
+    stamps = table.column("timestamp")
+    return {
+        "user_id": pd.Series(schema.STR.__from_arrow__(table.column("user_id"))),
+        "item_id": pd.Series(schema.STR.__from_arrow__(table.column("item_id"))),
+        "timestamp": pd.Series(
+            pd.arrays.IntegerArray(
+                pc.fill_null(stamps, 0).to_numpy().astype(np.int64, copy=False),
+                stamps.is_null().to_numpy(),
             )
-        elif name == "value":
-            out[name] = column.to_numpy().astype(np.float64, copy=False)
-        else:
-            out[name] = column.to_numpy().astype(object, copy=False)
-    return out
+        ),
+        "value": pd.Series(table.column("value").to_numpy().astype(np.float64, copy=False)),
+        "event_type": pd.Series(schema.STR.__from_arrow__(table.column("event_type"))),
+        # object, so that a missing id is None as in every canonical frame
+        "event_id": pd.Series(table.column("event_id").to_numpy(), dtype=object),
+    }

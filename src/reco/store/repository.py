@@ -79,6 +79,8 @@ def ingest(engine: Engine, frames: Frames, *, source: str) -> IngestReport:
     """
     started = time.perf_counter()
     received = frames.interactions
+    if received is None:  # a metadata-only batch
+        received = schema.empty_interactions()
     rows = prepare_interactions(received, source=source)
     item_rows = (
         prepare_metadata(frames.items, kind="items", source=source)
@@ -133,6 +135,7 @@ def _read_metadata(connection: Connection, kind: str) -> pd.DataFrame | None:
         return None
     names = [id_column, *(c.name for c in own)]
     base = pd.DataFrame([row[:-1] for row in result], columns=names)
+    base[id_column] = base[id_column].astype(schema.STR)
     if "available" in base:
         base["available"] = base["available"].astype(bool)
     attributes = pd.DataFrame.from_records([row[-1] or {} for row in result], index=base.index)
@@ -158,15 +161,10 @@ def load_frames(engine: Engine) -> Frames:
 
 
 def _canonical(columns: dict[str, Any]) -> pd.DataFrame:
-    """The interaction frame, built column by column the way
-    :func:`reco.data.schema.normalize_interactions` builds it, so dtypes match."""
-    size = len(columns[schema.USER])
-    if size == 0:
+    """The interaction frame with the canonical dtypes of :mod:`reco.data.schema`."""
+    if len(columns[schema.USER]) == 0:
         return schema.empty_interactions()
-    frame = pd.DataFrame(index=range(size))
-    for name in schema.INTERACTION_COLUMNS:
-        frame[name] = columns[name]
-    return frame
+    return pd.DataFrame({name: columns[name] for name in schema.INTERACTION_COLUMNS})
 
 
 def counts(engine: Engine) -> dict[str, int]:

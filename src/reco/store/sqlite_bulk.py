@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Connection
 
+from reco.data import schema
 from reco.store.prepare import AVAILABLE, InteractionRows, MetadataRows
 
 CHUNK_ROWS = 100_000
@@ -49,7 +50,7 @@ def sqlite_datetime(moment: datetime) -> str:
 
 @contextmanager
 def _bulk_settings(raw: Any) -> Iterator[None]:
-    """A big page cache and in-memory sorting for one bulk write, restored afterwards."""
+    """A big page cache and sorter threads for one bulk write, restored afterwards."""
     previous = {name: raw.execute(f"PRAGMA {name}").fetchone()[0] for name in _BULK_PRAGMAS}
     for name, value in _BULK_PRAGMAS.items():
         raw.execute(f"PRAGMA {name}={value}")
@@ -137,12 +138,9 @@ def upsert_metadata(
         cursor.close()
 
 
-def read_interactions(connection: Connection) -> dict[str, Any]:
-    """Every interaction in id order, one array per canonical column.
-
-    ``timestamp`` is a nullable Int64 array, ``value`` float64 with NaN for unknown,
-    the rest object arrays (``event_id`` holds None where absent).
-    """
+def read_interactions(connection: Connection) -> dict[str, pd.Series]:
+    """Every interaction in id order, one Series per canonical column, with the
+    canonical dtypes (``event_id`` holds None where absent)."""
     cursor = _raw(connection).cursor()
     parts: list[list[tuple]] = [[] for _ in range(6)]
     try:
@@ -157,10 +155,12 @@ def read_interactions(connection: Connection) -> dict[str, Any]:
     stamp_missing = np.fromiter((s is None for s in stamps), dtype=bool, count=len(stamps))
     stamp_values = np.array([0 if s is None else s for s in stamps], dtype=np.int64)
     return {
-        "user_id": np.array(users, dtype=object),
-        "item_id": np.array(items, dtype=object),
-        "timestamp": pd.arrays.IntegerArray(stamp_values, stamp_missing),
-        "value": np.array([np.nan if v is None else v for v in values], dtype=np.float64),
-        "event_type": np.array(kinds, dtype=object),
-        "event_id": np.array(event_ids, dtype=object),
+        "user_id": pd.Series(users, dtype=schema.STR),
+        "item_id": pd.Series(items, dtype=schema.STR),
+        "timestamp": pd.Series(pd.arrays.IntegerArray(stamp_values, stamp_missing)),
+        "value": pd.Series(
+            np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+        ),
+        "event_type": pd.Series(kinds, dtype=schema.STR),
+        "event_id": pd.Series(event_ids, dtype=object),
     }
