@@ -168,11 +168,11 @@ def test_header_only(tmp_path):
 
 
 def test_missing_required_columns_lists_found_and_suggests_flags(tmp_path):
-    problems = problems_of(write(tmp_path / "r.csv", "userId,movie,rating\n1,2,3\n"))
+    problems = problems_of(write(tmp_path / "r.csv", "users_name,movie,rating\n1,2,3\n"))
     assert len(problems) == 2
     user, item = problems
-    assert "'userId', 'movie', 'rating'" in user
-    assert "--user-col userId" in user
+    assert "'users_name', 'movie', 'rating'" in user
+    assert "--user-col users_name" in user
     assert "--item-col" in item and "line 1" in item
 
 
@@ -337,3 +337,19 @@ def test_metadata_missing_id_column(tmp_path):
     path = write(tmp_path / "items.csv", "itemId,title\n1,A\n")
     with pytest.raises(ValidationError, match=r"id_col='itemId'"):
         load_items(path)
+
+
+def test_common_column_names_are_recognised_without_flags(tmp_path):
+    path = tmp_path / "plain.csv"
+    path.write_text("userId,movieId,rating,timestamp\n7,42,4.5,1700000000\n")
+    frame = load_interactions(path)
+    assert frame.loc[0, "user_id"] == "7" and frame.loc[0, "item_id"] == "42"
+    assert frame.loc[0, "value"] == 4.5 and frame.loc[0, "timestamp"] == 1700000000
+
+
+def test_plain_user_item_timestamp_header(tmp_path):
+    path = tmp_path / "plain.csv"
+    path.write_text("user,item,timestamp\nalice,book-1,2024-05-01T10:00:00Z\n")
+    frame = load_interactions(path)
+    assert list(frame["user_id"]) == ["alice"] and list(frame["item_id"]) == ["book-1"]
+    assert frame.loc[0, "timestamp"] == 1714557600

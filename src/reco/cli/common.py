@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
@@ -13,7 +14,9 @@ from sqlalchemy.engine import Engine
 from reco.config import Settings
 from reco.data.schema import Frames
 
-console = Console()
+# Tables of metrics are wide: when output goes to a file or CI log (no terminal to
+# measure), render at 160 columns rather than rich's default 80.
+console = Console(width=None if sys.stdout.isatty() else 160)
 
 
 class ColumnOptions:
@@ -26,6 +29,9 @@ class ColumnOptions:
     ]
     value = Annotated[str, typer.Option("--value-col", help="Column holding a rating or count.")]
     event = Annotated[str, typer.Option("--event-col", help="Column holding the event type.")]
+    event_id = Annotated[
+        str, typer.Option("--event-id-col", help="Column holding a unique event id.")
+    ]
     delimiter = Annotated[
         str | None, typer.Option("--delimiter", help="CSV delimiter (default: detected).")
     ]
@@ -55,6 +61,7 @@ def frames_from_files(
     time_col: str,
     value_col: str,
     event_col: str,
+    event_id_col: str,
     delimiter: str | None,
 ) -> Frames:
     """Read and validate an interactions file (or MovieLens folder) and optional metadata."""
@@ -62,7 +69,12 @@ def frames_from_files(
     from reco.data.movielens import load_path
 
     columns = ColumnMapping(
-        user=user_col, item=item_col, time=time_col, value=value_col, event=event_col
+        user=user_col,
+        item=item_col,
+        time=time_col,
+        value=value_col,
+        event=event_col,
+        event_id=event_id_col,
     )
     frames = load_path(interactions, columns=columns, delimiter=delimiter)
     if items is not None:

@@ -49,6 +49,7 @@ def ingest(
     time_col: ColumnOptions.time = "timestamp",
     value_col: ColumnOptions.value = "value",
     event_col: ColumnOptions.event = "event_type",
+    event_id_col: ColumnOptions.event_id = "event_id",
     delimiter: ColumnOptions.delimiter = None,
 ) -> None:
     """Validate files and add them to the store; a file with any problem adds nothing."""
@@ -67,6 +68,7 @@ def ingest(
             time_col,
             value_col,
             event_col,
+            event_id_col,
             delimiter,
         )
         step("writing to the store")
@@ -89,6 +91,7 @@ def train(
     time_col: ColumnOptions.time = "timestamp",
     value_col: ColumnOptions.value = "value",
     event_col: ColumnOptions.event = "event_type",
+    event_id_col: ColumnOptions.event_id = "event_id",
     delimiter: ColumnOptions.delimiter = None,
 ) -> None:
     """Train the configured models on the store (ingesting files first if given)."""
@@ -109,6 +112,7 @@ def train(
                 time_col,
                 value_col,
                 event_col,
+                event_id_col,
                 delimiter,
             )
             ingest_frames(engine, frames, source=str(interactions))
@@ -145,6 +149,7 @@ def evaluate(
     time_col: ColumnOptions.time = "timestamp",
     value_col: ColumnOptions.value = "value",
     event_col: ColumnOptions.event = "event_type",
+    event_id_col: ColumnOptions.event_id = "event_id",
     delimiter: ColumnOptions.delimiter = None,
 ) -> None:
     """Evaluate every configured model under the protocol (per-user temporal holdout)."""
@@ -164,6 +169,7 @@ def evaluate(
                 time_col,
                 value_col,
                 event_col,
+                event_id_col,
                 delimiter,
             )
             name = str(interactions)

@@ -13,10 +13,11 @@ import csv
 import difflib
 import io
 import json
+import logging
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,8 @@ import pandas as pd
 
 from reco.data import schema
 from reco.errors import ValidationError
+
+log = logging.getLogger(__name__)
 
 TEXT_SUFFIXES = (".csv", ".tsv", ".txt")
 PARQUET_SUFFIXES = (".parquet",)
@@ -90,6 +93,35 @@ _FLAGS = {
     "event": "--event-col",
     "event_id": "--event-id-col",
 }
+
+
+# Common names for each column, tried when the default name is absent and no flag
+# renamed it, so that a plain `user,item,timestamp` or `userId,movieId,rating` file loads.
+# Compared lower-cased with '_' and '-' removed.
+_ALIASES = {
+    "user": ("user", "userid", "customerid", "customer", "visitorid", "uid"),
+    "item": ("item", "itemid", "productid", "product", "movieid", "sku", "iid"),
+    "time": ("time", "timestamp", "ts", "datetime", "eventtime", "createdat", "date"),
+    "value": ("rating", "score", "weight", "count", "quantity"),
+    "event": ("event", "eventtype", "action", "type"),
+    "event_id": ("eventid",),
+}
+
+
+def _with_aliases(mapping: ColumnMapping, columns: list[str]) -> ColumnMapping:
+    """The mapping with each defaulted, absent column replaced by a known alias present."""
+    by_key = {}
+    for column in columns:
+        by_key.setdefault(column.lower().replace("_", "").replace("-", ""), column)
+    renamed = {}
+    for attribute, aliases in _ALIASES.items():
+        if not mapping.is_default(attribute) or getattr(mapping, attribute) in columns:
+            continue
+        found = next((by_key[a] for a in aliases if a in by_key), None)
+        if found is not None and found not in renamed.values():
+            renamed[attribute] = found
+            log.info("using column %r as the %s column", found, _ROLES[attribute])
+    return replace(mapping, **renamed)
 
 
 class _Table:
@@ -565,9 +597,9 @@ def load_interactions(
     Raises :class:`reco.errors.ValidationError` listing every problem found.
     """
     path = Path(path)
-    mapping = columns or ColumnMapping()
     table = _read_table(path, delimiter)
     frame = table.frame
+    mapping = _with_aliases(columns or ColumnMapping(), list(frame.columns))
     problems: list[str] = []
     if len(frame) == 0:
         raise _fail(
