@@ -350,3 +350,33 @@ def test_sqlite_writers_queue_instead_of_failing(tmp_path):
     finally:
         for engine in engines:
             engine.dispose()
+
+
+def test_dedupe_keys_are_stable_across_versions():
+    # Stored keys must never change meaning: re-ingesting an old file relies on them.
+    import hashlib
+
+    from reco.store.prepare import dedupe_keys
+
+    frame = schema.normalize_interactions(
+        pd.DataFrame(
+            {
+                "user_id": ["u1", "u1", "u1"],
+                "item_id": ["i1", "i1", "i1"],
+                "timestamp": pd.array([10, None, 10], dtype="Int64"),
+                "event_type": ["view", "view", "view"],
+                "event_id": [None, None, "ev-1"],
+            }
+        )
+    )
+    keys, fingerprints = dedupe_keys(frame)
+
+    def content(raw: bytes) -> str:
+        return "h:" + hashlib.blake2b(raw, digest_size=16).hexdigest()
+
+    assert keys.to_pylist() == [
+        content(b"u1\x00i1\x0010\x00view"),
+        content(b"u1\x00i1\x00\x00view"),
+        "e:ev-1",
+    ]
+    assert len(set(fingerprints.tolist())) == 3

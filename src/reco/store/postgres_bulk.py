@@ -69,7 +69,7 @@ def _load_into_empty(cursor: Any, rows: InteractionRows, source: str, now: datet
         copy.set_types(
             ["text", "text", "text", "text", "int8", "float8", "text", "text", "timestamptz"]
         )
-        for row in rows.rows(0, None, source, now):
+        for row in rows.all_rows(source, now):
             copy.write_row(row)
     cursor.execute(f"SET LOCAL maintenance_work_mem = '{_SORT_MEMORY}'")
     for _, ddl in indexes:
@@ -105,7 +105,7 @@ def insert_interactions(
             f"COPY {_BATCH_INTERACTIONS} ({columns}) FROM STDIN (FORMAT BINARY)"
         ) as copy:
             copy.set_types(["int8", "text", "text", "text", "text", "int8", "float8", "text"])
-            for seq, row in enumerate(rows.rows()):
+            for seq, row in enumerate(rows.all_rows()):
                 copy.write_row((seq, *row))
         # Temporary tables get no automatic statistics; without them the planner
         # cannot see that a hash anti-join beats a million index probes.

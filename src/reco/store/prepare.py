@@ -11,8 +11,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
-from itertools import repeat
+from itertools import chain, repeat
 from typing import Any
 
 import numpy as np
@@ -31,46 +32,76 @@ _MAX_LISTED = 25
 ITEM_COLUMNS = ("title", "text", "categories")
 AVAILABLE = "available"
 
+# Rows turned into Python objects at a time: bounds memory at tens of millions of rows.
+_CHUNK_ROWS = 500_000
+
 _TRUE = {"true", "t", "yes", "y", "1"}
 _FALSE = {"false", "f", "no", "n", "0"}
 
 
 @dataclass
 class InteractionRows:
-    """Interactions to append, one list per column, in frame order, without duplicates.
+    """The distinct events of a batch, kept compact (Arrow strings, numpy numbers) and
+    turned into Python tuples one chunk at a time: 10M rows as Python objects would
+    take gigabytes.
 
-    ``timestamp`` and ``value`` hold ``None`` where unknown. ``received`` counts the
-    rows in the frame; ``len(dedupe_key)`` the distinct ones left after deduplication.
+    ``frame`` is canonical and in batch order, ``keys`` holds each row's dedupe key;
+    ``received`` counts the rows of the original frame, duplicates included.
     """
 
-    dedupe_key: list[str]
-    event_id: list[str | None]
-    user_id: list[str]
-    item_id: list[str]
-    timestamp: list[int | None]
-    value: list[float | None]
-    event_type: list[str]
+    frame: pd.DataFrame
+    keys: pa.ChunkedArray
     received: int
 
     def __len__(self) -> int:
-        return len(self.dedupe_key)
+        return len(self.frame)
 
     def rows(self, start: int = 0, stop: int | None = None, *constants: Any) -> zip:
         """Tuples (dedupe_key, event_id, user_id, item_id, timestamp, value, event_type,
-        *constants) for the rows ``start:stop``; each constant repeats on every row."""
-        part = slice(start, stop)
-        size = len(range(*part.indices(len(self.dedupe_key))))
+        *constants) for the rows ``start:stop``; each constant repeats on every row.
+        ``timestamp`` and ``value`` are None where unknown."""
+        stop = len(self) if stop is None else min(stop, len(self))
+        part = self.frame.iloc[start:stop]
+        size = len(part)
+        stamps = part[schema.TIMESTAMP]
+        values = part[schema.VALUE].to_numpy(dtype=np.float64)
         return zip(
-            self.dedupe_key[part],
-            self.event_id[part],
-            self.user_id[part],
-            self.item_id[part],
-            self.timestamp[part],
-            self.value[part],
-            self.event_type[part],
+            self.keys.slice(start, size).to_pylist(),
+            _event_id_list(part[schema.EVENT_ID]),
+            part[schema.USER].tolist(),
+            part[schema.ITEM].tolist(),
+            _with_none(stamps.to_numpy(dtype=np.int64, na_value=0), stamps.isna().to_numpy()),
+            _with_none(values, np.isnan(values)),
+            part[schema.EVENT_TYPE].tolist(),
             *(repeat(c, size) for c in constants),
             strict=True,
         )
+
+    def chunks(self, size: int, *constants: Any) -> Iterator[zip]:
+        """:meth:`rows` in consecutive chunks of ``size`` rows."""
+        for start in range(0, len(self), size):
+            yield self.rows(start, start + size, *constants)
+
+    def all_rows(self, *constants: Any) -> Iterator[tuple]:
+        """Every row as :meth:`rows` gives it, converted a chunk at a time."""
+        return chain.from_iterable(self.chunks(_CHUNK_ROWS, *constants))
+
+
+def _event_id_list(event_ids: pd.Series) -> list[str | None]:
+    missing = event_ids.isna().to_numpy()
+    if missing.all():
+        return [None] * len(event_ids)
+    return [
+        None if m else str(e) for e, m in zip(event_ids.tolist(), missing.tolist(), strict=True)
+    ]
+
+
+def _with_none(values: np.ndarray, missing: np.ndarray) -> list[Any]:
+    out = values.tolist()
+    if missing.any():
+        for k in np.flatnonzero(missing).tolist():
+            out[k] = None
+    return out
 
 
 @dataclass
@@ -163,52 +194,87 @@ def _is_canonical(frame: pd.DataFrame) -> bool:
         tuple(frame.columns) == schema.INTERACTION_COLUMNS
         and frame[schema.TIMESTAMP].dtype == "Int64"
         and frame[schema.VALUE].dtype == np.float64
+        and frame[schema.EVENT_ID].dtype == object
         and all(_is_string_dtype(frame[c]) for c in (schema.USER, schema.ITEM, schema.EVENT_TYPE))
     )
 
 
-def _event_ids(column: pd.Series) -> list[str | None]:
-    missing = column.isna().to_numpy()
-    if missing.all():
-        return [None] * len(column)
-    return [None if m else str(e) for e, m in zip(column.tolist(), missing.tolist(), strict=True)]
-
-
 def _arrow_text(values: pd.Series) -> pa.Array:
-    array = pa.array(values, from_pandas=True)
-    return pc.cast(array, pa.large_string())
+    return pc.cast(pa.array(values, from_pandas=True), pa.large_string())
 
 
-def dedupe_keys(canonical: pd.DataFrame) -> list[str]:
-    """One key per event of a canonical frame: ``e:<event_id>`` when it has an id,
-    else ``h:<hash>``.
+# Two lowercase hex digits per byte value, for turning digests into text without a loop.
+_HEX = np.array([list(f"{b:02x}".encode()) for b in range(256)], dtype=np.uint8)
 
-    The hash is blake2b-128 of user, item, timestamp and event type joined by NUL
-    characters; ids cannot contain NUL (:func:`_check_ids`), so the encoding is
-    unambiguous. Two events without ids are the same event when those four fields are
-    equal; the value does not count (a corrected rating is not a new event).
+
+def _hex_keys(digests: bytes, count: int) -> pa.Array:
+    """``h:`` + the hex form of each 16-byte digest, as Arrow strings."""
+    raw = np.frombuffer(digests, dtype=np.uint8).reshape(count, 16)
+    text = np.empty((count, 34), dtype=np.uint8)
+    text[:, 0], text[:, 1] = ord("h"), ord(":")
+    text[:, 2:] = _HEX[raw].reshape(count, 32)
+    return pa.array(text.view("S34").ravel(), type=pa.binary(34)).cast(pa.large_string())
+
+
+def dedupe_keys(canonical: pd.DataFrame) -> tuple[pa.ChunkedArray, np.ndarray]:
+    """One key per event of a canonical frame, and a 64-bit fingerprint of each key.
+
+    The key is ``e:<event_id>`` when the event has an id, else ``h:`` + blake2b-128 of
+    user, item, timestamp and event type joined by NUL characters (ids cannot contain
+    NUL, see :func:`_check_ids`, so the encoding is unambiguous). Two events without
+    ids are the same event when those four fields are equal; the value does not count
+    (a corrected rating is not a new event). Keys are computed a chunk at a time and
+    kept as Arrow strings; fingerprints make finding repeats cheap.
     """
-    event_ids = canonical[schema.EVENT_ID]
-    has_id = event_ids.notna().to_numpy()
-    without_id = canonical if not has_id.any() else canonical.loc[~has_id]
     text = pa.large_string()
-    stamps = pc.cast(pa.array(without_id[schema.TIMESTAMP], from_pandas=True), text)
-    joined = pc.binary_join_element_wise(
-        _arrow_text(without_id[schema.USER]),
-        _arrow_text(without_id[schema.ITEM]),
-        pc.fill_null(stamps, pa.scalar("", text)),
-        _arrow_text(without_id[schema.EVENT_TYPE]),
-        pa.scalar("\x00", text),
-    )
-    encoded = pc.cast(joined, pa.large_binary()).to_numpy(zero_copy_only=False)
+    separator = pa.scalar("\x00", text)
     blake2b = hashlib.blake2b
-    hashed = ["h:" + blake2b(b, digest_size=16).hexdigest() for b in encoded]
-    if not has_id.any():
-        return hashed
-    keys = np.empty(len(canonical), dtype=object)
-    keys[~has_id] = hashed
-    keys[has_id] = ["e:" + str(e) for e in event_ids[has_id].tolist()]
-    return keys.tolist()
+    chunks: list[pa.Array] = []
+    prints: list[np.ndarray] = []
+    for start in range(0, len(canonical), _CHUNK_ROWS):
+        part = canonical.iloc[start : start + _CHUNK_ROWS]
+        stamps = pc.cast(pa.array(part[schema.TIMESTAMP], from_pandas=True), text)
+        joined = pc.binary_join_element_wise(
+            _arrow_text(part[schema.USER]),
+            _arrow_text(part[schema.ITEM]),
+            pc.fill_null(stamps, pa.scalar("", text)),
+            _arrow_text(part[schema.EVENT_TYPE]),
+            separator,
+        )
+        encoded = pc.cast(joined, pa.large_binary()).to_numpy(zero_copy_only=False)
+        digests = b"".join([blake2b(b, digest_size=16).digest() for b in encoded])
+        keys = _hex_keys(digests, len(part))
+        fingerprints = np.frombuffer(digests, dtype=np.uint64)[::2].copy()
+        has_id = part[schema.EVENT_ID].notna().to_numpy()
+        if has_id.any():
+            with_id = np.flatnonzero(has_id)
+            id_keys = ["e:" + str(e) for e in part[schema.EVENT_ID].iloc[with_id].tolist()]
+            mixed = keys.to_numpy(zero_copy_only=False)
+            mixed[with_id] = id_keys
+            keys = pa.array(mixed, type=text)
+            fingerprints[with_id] = [
+                int.from_bytes(blake2b(k.encode(), digest_size=8).digest(), "little")
+                for k in id_keys
+            ]
+        chunks.append(keys)
+        prints.append(fingerprints)
+    fingerprints = np.concatenate(prints) if prints else np.zeros(0, dtype=np.uint64)
+    return pa.chunked_array(chunks, type=text), fingerprints
+
+
+def _repeats(keys: pa.ChunkedArray, fingerprints: np.ndarray) -> np.ndarray:
+    """True for each key that already came earlier in the batch.
+
+    Only rows whose 64-bit fingerprint is shared are compared by their full key, so
+    this is exact and costs one pass over integers instead of over strings.
+    """
+    shared = pd.Series(fingerprints).duplicated(keep=False).to_numpy()
+    repeated = np.zeros(len(fingerprints), dtype=bool)
+    if shared.any():
+        rows = np.flatnonzero(shared)
+        candidates = pd.Series(keys.take(pa.array(rows)).to_pylist(), dtype=object)
+        repeated[rows] = candidates.duplicated(keep="first").to_numpy()
+    return repeated
 
 
 def _numeric_columns(frame: pd.DataFrame, problems: _Problems) -> pd.DataFrame:
@@ -281,36 +347,16 @@ def prepare_interactions(frame: pd.DataFrame, *, source: str) -> InteractionRows
         frame = _numeric_columns(frame, problems)
         problems.raise_if_any(source)
     canonical = frame if _is_canonical(frame) else schema.normalize_interactions(frame)
-    n = len(canonical)
-    stamps_col = canonical[schema.TIMESTAMP]
-    stamp_missing = stamps_col.isna().to_numpy()
-    stamps: list[int | None] = stamps_col.to_numpy(dtype=np.int64, na_value=0).tolist()
-    if stamp_missing.any():
-        stamps = [None if m else s for s, m in zip(stamps, stamp_missing.tolist(), strict=True)]
-    values_arr = canonical[schema.VALUE].to_numpy(dtype=np.float64)
-    values: list[float | None] = values_arr.tolist()
-    value_missing = np.isnan(values_arr)
-    if value_missing.any():
-        values = [None if m else v for v, m in zip(values, value_missing.tolist(), strict=True)]
-    users = canonical[schema.USER].tolist()
-    items = canonical[schema.ITEM].tolist()
-    kinds = canonical[schema.EVENT_TYPE].tolist()
-    event_ids = _event_ids(canonical[schema.EVENT_ID])
-
-    keys = dedupe_keys(canonical)
-    first = ~pd.Series(keys, dtype=object).duplicated(keep="first").to_numpy()
-    if first.all():
-        return InteractionRows(keys, event_ids, users, items, stamps, values, kinds, n)
-    keep = np.flatnonzero(first).tolist()
+    canonical = canonical.reset_index(drop=True)
+    keys, fingerprints = dedupe_keys(canonical)
+    repeated = _repeats(keys, fingerprints)
+    if not repeated.any():
+        return InteractionRows(canonical, keys, len(canonical))
+    first = np.flatnonzero(~repeated)
     return InteractionRows(
-        dedupe_key=[keys[k] for k in keep],
-        event_id=[event_ids[k] for k in keep],
-        user_id=[users[k] for k in keep],
-        item_id=[items[k] for k in keep],
-        timestamp=[stamps[k] for k in keep],
-        value=[values[k] for k in keep],
-        event_type=[kinds[k] for k in keep],
-        received=n,
+        canonical.take(first).reset_index(drop=True),
+        keys.take(pa.array(first)),
+        len(canonical),
     )
 
 
