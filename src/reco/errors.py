@@ -37,3 +37,11 @@ class ArtifactError(RecoError):
 
 class ConfigurationError(RecoError):
     """A setting or parameter cannot work (e.g. a catalogue too large for EASE)."""
+
+
+class NotApplicableError(RecoError):
+    """A model cannot learn from this data (e.g. content model, no item text).
+
+    Training and the pipeline catch it and switch that source off with a log line;
+    it is not a failure of the run.
+    """
