@@ -9,11 +9,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from itertools import chain
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from sqlalchemy import Connection
 
 from reco.data import schema
@@ -140,27 +141,44 @@ def upsert_metadata(
 
 def read_interactions(connection: Connection) -> dict[str, pd.Series]:
     """Every interaction in id order, one Series per canonical column, with the
-    canonical dtypes (``event_id`` holds None where absent)."""
+    canonical dtypes (``event_id`` holds None where absent).
+
+    Each fetched chunk becomes compact arrays at once (Arrow strings, numpy numbers),
+    so the Python tuples of only one chunk are alive at a time.
+    """
+    text = pa.large_string()
+    columns: dict[str, list[Any]] = {name: [] for name in schema.INTERACTION_COLUMNS}
     cursor = _raw(connection).cursor()
-    parts: list[list[tuple]] = [[] for _ in range(6)]
     try:
         cursor.execute(_READ_INTERACTIONS)
         while chunk := cursor.fetchmany(CHUNK_ROWS):
-            for column, values in zip(parts, zip(*chunk, strict=True), strict=True):
-                column.append(values)
+            # One 2-D object array per chunk: far cheaper than transposing with zip.
+            block = np.array(chunk, dtype=object)
+            columns["user_id"].append(pa.array(block[:, 0], type=text))
+            columns["item_id"].append(pa.array(block[:, 1], type=text))
+            columns["timestamp"].append(pa.array(block[:, 2], type=pa.int64(), from_pandas=True))
+            columns["value"].append(block[:, 3].astype(np.float64))  # None -> NaN
+            columns["event_type"].append(pa.array(block[:, 4], type=text))
+            columns["event_id"].append(block[:, 5].copy())
     finally:
         cursor.close()
-    flat = [list(chain.from_iterable(pieces)) for pieces in parts]
-    users, items, stamps, values, kinds, event_ids = flat
-    stamp_missing = np.fromiter((s is None for s in stamps), dtype=bool, count=len(stamps))
-    stamp_values = np.array([0 if s is None else s for s in stamps], dtype=np.int64)
+
+    def strings(name: str) -> pd.Series:
+        return pd.Series(schema.STR.__from_arrow__(pa.chunked_array(columns[name], type=text)))
+
+    stamps = pa.chunked_array(columns["timestamp"], type=pa.int64())
     return {
-        "user_id": pd.Series(users, dtype=schema.STR),
-        "item_id": pd.Series(items, dtype=schema.STR),
-        "timestamp": pd.Series(pd.arrays.IntegerArray(stamp_values, stamp_missing)),
-        "value": pd.Series(
-            np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+        "user_id": strings("user_id"),
+        "item_id": strings("item_id"),
+        "timestamp": pd.Series(
+            pd.arrays.IntegerArray(
+                pc.fill_null(stamps, 0).to_numpy().astype(np.int64, copy=False),
+                stamps.is_null().to_numpy(),
+            )
         ),
-        "event_type": pd.Series(kinds, dtype=schema.STR),
-        "event_id": pd.Series(event_ids, dtype=object),
+        "value": pd.Series(np.concatenate(columns["value"]) if columns["value"] else []),
+        "event_type": strings("event_type"),
+        "event_id": pd.Series(
+            np.concatenate(columns["event_id"]) if columns["event_id"] else [], dtype=object
+        ),
     }
