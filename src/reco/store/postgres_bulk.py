@@ -1,8 +1,10 @@
 """Bulk writes and reads on PostgreSQL: COPY through psycopg 3 on the raw connection.
 
 Writes COPY the batch into a temporary table (dropped at commit) and move it into the
-real table with one INSERT ... SELECT, so the database does the deduplication with
-its unique index. Every function runs inside the caller's transaction.
+real table with one INSERT ... SELECT that skips known dedupe keys (a hash anti-join,
+ON CONFLICT DO NOTHING as the guard against concurrent writers). A large batch into an
+empty table is COPYed straight in with the indexes rebuilt afterwards. Every function
+runs inside the caller's transaction.
 """
 
 from __future__ import annotations
