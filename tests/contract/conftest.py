@@ -1,7 +1,9 @@
 """Fixtures of the contract suite: datasets with real signal, a holdout, every model.
 
 Users each prefer one cluster of items and draw most of their interactions from it,
-so a model that learns co-occurrence beats popularity, which beats chance.
+so a model that learns co-occurrence beats popularity, which beats chance. Items carry
+metadata (title, text, categories) that names their cluster, noisily, so content models
+have signal too; every item has interactions, so the metadata adds no cold items.
 """
 
 from __future__ import annotations
@@ -64,6 +66,36 @@ def make_interactions(
     return pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"])
 
 
+CLUSTER_GENRES = (
+    "drama", "comedy", "horror", "western", "romance",
+    "sci-fi", "documentary", "musical", "thriller", "animation",
+)  # fmt: skip
+WORDS_PER_CLUSTER = 8
+
+
+def make_items(seed: int, *, n_items: int = 400, n_clusters: int = 10) -> pd.DataFrame:
+    """Item metadata matching ``make_interactions(seed, n_items=..., n_clusters=...)``.
+
+    Each item's categories are its cluster's genre (and, for one in five, a random
+    second genre); its text draws words mostly from its cluster's own word list and
+    some from a shared one. Ids are ``i0`` ... like the interactions'.
+    """
+    rng = np.random.default_rng(seed)
+    item_cluster = rng.integers(0, n_clusters, size=n_items)  # same draw as the interactions
+    words = np.random.default_rng(seed + 1000)
+    shared = [f"common{j}" for j in range(20)]
+    rows = []
+    for i, c in enumerate(item_cluster):
+        genre = CLUSTER_GENRES[c % len(CLUSTER_GENRES)]
+        categories = [genre]
+        if words.random() < 0.2:
+            categories.append(CLUSTER_GENRES[int(words.integers(len(CLUSTER_GENRES)))])
+        own = [f"{genre.replace('-', '')}word{j}" for j in range(WORDS_PER_CLUSTER)]
+        text = [*words.choice(own, size=4, replace=False), *words.choice(shared, size=2)]
+        rows.append((f"i{i}", f"Item {i}", " ".join(text), "|".join(dict.fromkeys(categories))))
+    return pd.DataFrame(rows, columns=["item_id", "title", "text", "categories"])
+
+
 @dataclass(frozen=True)
 class Holdout:
     """Train part and, per evaluated user, the held-out items (dense indices)."""
@@ -93,13 +125,15 @@ def last_items_holdout(data: Dataset, per_user: int = HELD_OUT_PER_USER) -> Hold
 @pytest.fixture(scope="session")
 def synthetic_data() -> Dataset:
     """The suite's main dataset: 300 users, 400 items, about 7,500 interactions."""
-    return Dataset.from_frames(make_interactions(seed=7))
+    return Dataset.from_frames(make_interactions(seed=7), make_items(seed=7))
 
 
 @pytest.fixture(scope="session")
 def other_data() -> Dataset:
     """A second, different dataset (other seed and sizes) for the refit test."""
-    return Dataset.from_frames(make_interactions(seed=11, n_users=200, n_items=250))
+    return Dataset.from_frames(
+        make_interactions(seed=11, n_users=200, n_items=250), make_items(seed=11, n_items=250)
+    )
 
 
 @pytest.fixture(scope="session")
