@@ -66,7 +66,7 @@ class ContentRecommender(BaseRecommender):
         max_features: int = 50_000,
         ngram_max: int = 2,
         min_df: int = 1,
-        category_weight: float = 0.5,
+        category_weight: float = 0.3,
         batch_size: int = 64,
         seed: int = 42,
     ) -> None:

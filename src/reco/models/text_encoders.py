@@ -267,7 +267,8 @@ def resolve_model_source(model_name: str | None) -> str | None:
     if model_name is None:
         return None
     path = Path(model_name).expanduser()
-    return str(path.resolve()) if path.exists() else model_name
+    # Absolute, so the artifact loads from any working directory; symlinks kept as named.
+    return str(path.absolute()) if path.exists() else model_name
 
 
 def load_sentence_model(source: str | None) -> Any:
@@ -299,7 +300,11 @@ def encode_sentences(model: Any, texts: list[str], *, batch_size: int, seed: int
     import torch
 
     torch.manual_seed(seed)  # inference has no randomness; this keeps it so if a model has
-    dimension = int(model.get_sentence_embedding_dimension())
+    # sentence-transformers 6 renamed the method; 3.x to 5.x only have the old name.
+    get_dimension = getattr(model, "get_embedding_dimension", None)
+    if get_dimension is None:
+        get_dimension = model.get_sentence_embedding_dimension
+    dimension = int(get_dimension())
     out = np.zeros((len(texts), dimension), dtype=np.float32)
     present = [i for i, text in enumerate(texts) if text]
     started = time.perf_counter()
