@@ -10,8 +10,8 @@ relevance binary, as in the DESIGN protocol; NDCG@10 and Recall@20 averaged over
 held-out users, then over folds. With ``--folds 10`` (the default) the ten disjoint
 10% folds together hold out every user once, which keeps the numbers stable.
 
-Sources compared: global popularity, segment (context) popularity, and item-kNN / ALS
-fitted on the rest as history-based references at steps 1, 3, 5.
+Sources compared: global popularity, segment (context) popularity, trending, and
+item-kNN / ALS fitted on the rest as history-based references at steps 1, 3, 5.
 
 To add a row (e.g. the pipeline), write a factory that fits on the fold's training
 data and returns a :data:`Source`, and pass it to :func:`run` with the others::
@@ -51,7 +51,7 @@ from reco.data.dataset import Dataset
 from reco.data.movielens import load_movielens
 from reco.evaluation import metrics
 from reco.models.als import ALSRecommender
-from reco.models.context_popularity import SegmentPopularityRecommender
+from reco.models.context_popularity import SegmentPopularityRecommender, TrendingRecommender
 from reco.models.itemknn import ItemKNNRecommender
 from reco.models.popularity import PopularityRecommender
 
@@ -117,20 +117,27 @@ def load_ml100k(data_dir: Path | None = None) -> Dataset:
 
 
 def make_folds(
-    data: Dataset, *, folds: int, seed: int = 42, fraction: float = HOLDOUT_FRACTION
+    data: Dataset,
+    *,
+    folds: int,
+    seed: int = 42,
+    fraction: float = HOLDOUT_FRACTION,
+    attributes: Sequence[str] | None = None,
 ) -> list[ColdStartFold]:
     """``folds`` disjoint sets of ``fraction`` of the users (seeded), each held out of
-    its own training set. Needs ``data.user_features`` for the contexts."""
+    its own training set. The contexts carry the held-out users' ``attributes`` (every
+    column of ``data.user_features`` but user_id when None)."""
     if data.user_features is None:
         raise ValueError("the cold-user benchmark needs user attributes (a users file)")
+    if attributes is None:
+        attributes = [c for c in data.user_features.columns if c != schema.USER]
     active = np.flatnonzero(data.user_counts() > 0)
-    size = max(1, int(round(fraction * len(active))))
+    size = max(1, round(fraction * len(active)))
     if folds < 1 or folds * size > len(active):
         raise ValueError(f"folds must be 1..{len(active) // size} for {len(active)} users")
     shuffled = np.random.default_rng(seed).permutation(active)
     return [
-        _fold(data, np.sort(shuffled[f * size : (f + 1) * size]), ATTRIBUTES)
-        for f in range(folds)
+        _fold(data, np.sort(shuffled[f * size : (f + 1) * size]), attributes) for f in range(folds)
     ]
 
 
@@ -217,6 +224,16 @@ def segment_popularity(train: Dataset) -> Source:
     return recommend
 
 
+def trending(train: Dataset) -> Source:
+    """Trending (7-day half-life decayed counts): the same ranking for everyone."""
+    model = TrendingRecommender().fit(train)
+
+    def recommend(request: ColdStartRequest) -> np.ndarray:
+        return model.recommend(request.histories, request.n, candidates=request.candidates)[0]
+
+    return recommend
+
+
 def _history_model(model_factory: Callable[[], object]) -> SourceFactory:
     def factory(train: Dataset) -> Source:
         model = model_factory().fit(train)  # type: ignore[attr-defined]
@@ -224,9 +241,7 @@ def _history_model(model_factory: Callable[[], object]) -> SourceFactory:
         def recommend(request: ColdStartRequest) -> np.ndarray | None:
             if request.step == 0:
                 return None  # scores from history only; at step 0 it is popularity
-            return model.recommend(request.histories, request.n, candidates=request.candidates)[
-                0
-            ]
+            return model.recommend(request.histories, request.n, candidates=request.candidates)[0]
 
         return recommend
 
@@ -238,6 +253,7 @@ def reference_sources() -> dict[str, SourceFactory]:
     return {
         "global popularity": global_popularity,
         "segment popularity": segment_popularity,
+        "trending": trending,
         "item-kNN (history)": _history_model(lambda: ItemKNNRecommender(k=100)),
         "ALS (history)": _history_model(lambda: ALSRecommender(factors=64)),
     }
@@ -352,16 +368,14 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     started = time.perf_counter()
     data = load_ml100k(args.data_dir)
-    folds = make_folds(data, folds=args.folds, seed=args.seed)
+    folds = make_folds(data, folds=args.folds, seed=args.seed, attributes=ATTRIBUTES)
     print(
         f"ml-100k: {data.n_interactions:,} interactions, {data.n_users:,} users, "
         f"{data.n_items:,} items; {args.folds} fold(s) of {len(folds[0].users)} held-out "
         f"users (seed {args.seed}); {os.cpu_count()} cores, Python {platform.python_version()}"
     )
     print(f"attributes given at step 0: {', '.join(ATTRIBUTES)}")
-    rows = run(
-        reference_sources(), folds, progress=lambda line: print(f"  {line}", flush=True)
-    )
+    rows = run(reference_sources(), folds, progress=lambda line: print(f"  {line}", flush=True))
     print(format_table(rows))
     print()
     for step in STEPS:

@@ -135,6 +135,14 @@ def test_age_band_labels() -> None:
     assert age_band_labels([21.5]) == ["under 21.5", "21.5+"]
 
 
+def test_ages_given_as_text_are_banded_too() -> None:
+    users = pd.DataFrame({"user_id": list("abcd"), "age": ["20", "21", "40", " 41 "]})
+    interactions = pd.DataFrame({"user_id": list("abcd"), "item_id": list("xxyy")})
+    model = SegmentPopularityRecommender().fit(Dataset.from_frames(interactions, users=users))
+    assert model.attribute_kinds_.tolist() == ["age"]
+    assert sorted(model.segment_labels_.tolist()) == ["18-24", "35-44"]
+
+
 def test_no_usable_attribute_is_not_applicable() -> None:
     interactions = shop().to_frame()[["user_id", "item_id", "timestamp"]]
     with pytest.raises(NotApplicableError, match="user attributes"):
@@ -443,3 +451,15 @@ def test_two_with_phrases_are_joined_by_and() -> None:
         "popular with people aged under 18 and occupation student",
         "popular with occupation student and people aged under 18",
     )
+
+
+def test_popularity_is_reach_so_repeats_do_not_count() -> None:
+    rows = [("a", "gadget", NOW + t) for t in range(50)]  # one fan, 50 events
+    rows += [(u, "book", NOW) for u in "bcd"]
+    users = pd.DataFrame({"user_id": list("abcd"), "gender": ["F", "F", "M", "M"]})
+    frame = pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"])
+    data = Dataset.from_frames(frame, users=users)
+    model = SegmentPopularityRecommender(shrinkage=0.0).fit(data)
+    scores = model.score_context([{"gender": "F"}], [item(data, "gadget"), item(data, "book")])
+    np.testing.assert_allclose(scores[0], [0.5, 0.5])
+    assert model.popularity_[item(data, "book")] == pytest.approx(0.75)

@@ -59,8 +59,9 @@ class SegmentPopularityRecommender(BaseRecommender):
     For every usable attribute of ``data.user_features`` (``attributes`` names them;
     by default every categorical column, ``age`` cut into ``age_bands``, zip/postal
     codes cut to their first character, near-unique columns skipped) each value is a
-    *segment*. A segment's item distribution ``p_seg`` (share of its interactions, in
-    the last ``window_days`` days when given) is blended with the global one:
+    *segment*. A segment's item distribution ``p_seg`` (each item's share of the
+    segment's distinct user-item pairs: reach, not event volume; in the last
+    ``window_days`` days when given) is blended with the global one:
     ``q_seg = w * p_seg + (1 - w) * p_global`` with ``w = n / (n + shrinkage)`` and
     ``n`` the number of the segment's users, so small segments lean on global
     popularity. A user's score is the mean of their segments' ``q`` over the
@@ -158,9 +159,12 @@ class SegmentPopularityRecommender(BaseRecommender):
                 "categorical column with repeated values, an 'age' column or a zip code"
             )
 
-        keep = self._window(data)
-        user_idx, item_idx = data.user_idx[keep], data.item_idx[keep]
         n_items = data.n_items
+        keep = self._window(data)
+        # Popularity here is reach: how many users took an item, each pair counted
+        # once, so a few heavy repeaters cannot make an item "popular in a segment".
+        pairs = np.unique(data.user_idx[keep].astype(np.int64) * n_items + data.item_idx[keep])
+        user_idx, item_idx = pairs // n_items, pairs % n_items
         global_counts = np.bincount(item_idx, minlength=n_items).astype(np.float64)
         total = global_counts.sum()
         global_share = global_counts / total if total > 0 else global_counts
@@ -707,8 +711,11 @@ def _attribute_kind(name: str, values: pd.Series, *, explicit: list[str] | None)
     if any(hint in lowered for hint in _REGION_HINTS):
         return KIND_REGION
     numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
-    if lowered == "age" and numeric:
-        return KIND_AGE
+    if lowered == "age":
+        # Ages read from text files may arrive as strings; bands need numbers.
+        as_numbers = pd.to_numeric(values, errors="coerce")
+        if numeric or as_numbers.notna().sum() >= 0.9 * values.notna().sum() > 0:
+            return KIND_AGE
     if not numeric:
         return KIND_CATEGORY
     # Any other number (price, score, a count) is not a segment unless named by the
