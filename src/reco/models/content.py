@@ -236,7 +236,14 @@ class ContentRecommender(BaseRecommender):
             )
         out_items = np.full((len(items), n), -1, dtype=np.int64)
         out_scores = np.full((len(items), n), -np.inf, dtype=np.float32)
-        step = max(1, SIMILAR_BLOCK_CELLS // max(1, self.n_items_))
+        # Bound both the similarity block and, for TF-IDF, the dense query block.
+        step = max(
+            1,
+            min(
+                SIMILAR_BLOCK_CELLS // max(1, self.n_items_),
+                PROFILE_BLOCK_CELLS // max(1, self.item_vectors_.shape[1]),
+            ),
+        )
         for start in range(0, len(items), step):
             block = items[start : start + step]
             scores = self._item_similarities(block)
