@@ -43,8 +43,8 @@ log = logging.getLogger(__name__)
 
 WEIGHTS_FILE = "towers.pt"
 FEATURES_FILE = "two_tower_features.json"
-TEXT_BUCKETS = 2**14
-MAX_TOKENS = 48
+TEXT_BUCKETS = 2**13
+MAX_TOKENS = 32
 USER_KEY = "user_id"
 
 
