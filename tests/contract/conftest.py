@@ -4,10 +4,14 @@ Users each prefer one cluster of items and draw most of their interactions from 
 so a model that learns co-occurrence beats popularity, which beats chance. Items carry
 metadata (title, text, categories) that names their cluster, noisily, so content models
 have signal too; every item has interactions, so the metadata adds no cold items.
+Users carry a ``segment`` attribute that names their preferred cluster, noisily, so
+context (segment) popularity has signal; trending is measured on the same data plus a
+wave of new releases at the end (see ``QUALITY_DATA``).
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,6 +100,57 @@ def make_items(seed: int, *, n_items: int = 400, n_clusters: int = 10) -> pd.Dat
     return pd.DataFrame(rows, columns=["item_id", "title", "text", "categories"])
 
 
+def make_users(
+    seed: int, *, n_users: int = 300, n_items: int = 400, n_clusters: int = 10
+) -> pd.DataFrame:
+    """User attributes matching ``make_interactions(seed, ...)`` with the same sizes.
+
+    ``segment`` is ``s<c>`` for the cluster most of the user's items belong to (their
+    preferred one) for four users in five, and a random cluster for the others.
+    """
+    item_cluster = np.random.default_rng(seed).integers(0, n_clusters, size=n_items)
+    frame = make_interactions(seed, n_users=n_users, n_items=n_items, n_clusters=n_clusters)
+    clusters = item_cluster[frame["item_id"].str[1:].astype(int).to_numpy()]
+    counts = pd.crosstab(frame["user_id"], clusters)
+    main = counts.idxmax(axis=1)
+    noise = np.random.default_rng(seed + 3000)
+    random_cluster = noise.integers(0, n_clusters, size=len(main))
+    segment = np.where(noise.random(len(main)) < 0.8, main.to_numpy(), random_cluster)
+    return pd.DataFrame({"user_id": main.index.astype(str), "segment": [f"s{c}" for c in segment]})
+
+
+def add_new_releases(
+    interactions: pd.DataFrame,
+    seed: int,
+    *,
+    n_new: int = 15,
+    share: float = 0.9,
+    release_day: int = 50,
+) -> pd.DataFrame:
+    """The interactions plus a wave of ``n_new`` items (``new0`` ...) released on day
+    ``release_day``: ``share`` of the users each take one to three of them after the
+    release, so what is popular lately differs from what is popular all time."""
+    rng = np.random.default_rng(seed + 5000)
+    appeal = rng.dirichlet(np.ones(n_new))
+    first, last = int(interactions["timestamp"].min()), int(interactions["timestamp"].max())
+    rows = []
+    for user in interactions["user_id"].unique():
+        if rng.random() >= share:
+            continue
+        k = int(rng.integers(1, 4))
+        items = rng.choice(n_new, size=k, replace=False, p=appeal)
+        times = rng.integers(first + release_day * DAY, last + 1, size=k)
+        rows += [(user, f"new{i}", int(t)) for i, t in zip(items, times, strict=True)]
+    wave = pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"])
+    return pd.concat([interactions, wave], ignore_index=True)
+
+
+# Models whose signal is not in taste: their quality test runs on a dataset made for
+# them (the name of a session fixture) instead of the main one. Trending ranks by
+# recent popularity, which only differs from all-time popularity when tastes move.
+QUALITY_DATA: dict[str, str] = {"trending": "new_releases_data"}
+
+
 @dataclass(frozen=True)
 class Holdout:
     """Train part and, per evaluated user, the held-out items (dense indices)."""
@@ -125,21 +180,36 @@ def last_items_holdout(data: Dataset, per_user: int = HELD_OUT_PER_USER) -> Hold
 @pytest.fixture(scope="session")
 def synthetic_data() -> Dataset:
     """The suite's main dataset: 300 users, 400 items, about 7,500 interactions."""
-    return Dataset.from_frames(make_interactions(seed=7), make_items(seed=7))
+    return Dataset.from_frames(make_interactions(seed=7), make_items(seed=7), make_users(seed=7))
 
 
 @pytest.fixture(scope="session")
 def other_data() -> Dataset:
     """A second, different dataset (other seed and sizes) for the refit test."""
     return Dataset.from_frames(
-        make_interactions(seed=11, n_users=200, n_items=250), make_items(seed=11, n_items=250)
+        make_interactions(seed=11, n_users=200, n_items=250),
+        make_items(seed=11, n_items=250),
+        make_users(seed=11, n_users=200, n_items=250),
     )
 
 
 @pytest.fixture(scope="session")
-def holdout(synthetic_data: Dataset) -> Holdout:
-    """The main dataset with each user's last three interactions held out."""
-    return last_items_holdout(synthetic_data)
+def new_releases_data() -> Dataset:
+    """The main interactions plus a wave of new releases in the last ten days."""
+    return Dataset.from_frames(add_new_releases(make_interactions(seed=7), seed=7))
+
+
+@functools.cache
+def _last_items_holdout(data: Dataset) -> Holdout:
+    return last_items_holdout(data)  # datasets hash by identity: one holdout per fixture
+
+
+@pytest.fixture
+def holdout(model_name: str, request: pytest.FixtureRequest) -> Holdout:
+    """The model's quality dataset (the main one unless ``QUALITY_DATA`` names another)
+    with each user's last three interactions held out."""
+    data = request.getfixturevalue(QUALITY_DATA.get(model_name, "synthetic_data"))
+    return _last_items_holdout(data)
 
 
 @pytest.fixture(params=available_models())
