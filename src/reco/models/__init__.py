@@ -20,6 +20,10 @@ _MODELS = {
     "itemknn": "reco.models.itemknn:ItemKNNRecommender",
     "als": "reco.models.als:ALSRecommender",
     "ease": "reco.models.ease:EASERecommender",
+    "content": "reco.models.content:ContentRecommender",
+    "two_tower": "reco.models.two_tower:TwoTowerRecommender",
+    "segment_popularity": "reco.models.context_popularity:SegmentPopularityRecommender",
+    "trending": "reco.models.context_popularity:TrendingRecommender",
 }
 
 
