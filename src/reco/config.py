@@ -5,8 +5,133 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class RankerConfig(BaseModel):
+    """The LightGBM LambdaRank reranker and how it is trained.
+
+    Trained on the validation split inside the training data: candidates and features
+    from sources fitted on the earlier part, labels are each user's next interactions.
+    A share of those users stops boosting early (NDCG@10), another share is held out
+    to measure the pipeline against every source alone.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = Field(True, description="False: serve the best single source, no ranker.")
+    learning_rate: float = Field(0.05, gt=0, le=1)
+    num_leaves: int = Field(31, ge=2)
+    min_data_in_leaf: int = Field(100, ge=1)
+    feature_fraction: float = Field(0.8, gt=0, le=1)
+    bagging_fraction: float = Field(0.8, gt=0, le=1)
+    lambda_l2: float = Field(10.0, ge=0)
+    truncation_level: int = Field(20, ge=1, description="LambdaRank pairs considered per list.")
+    max_rounds: int = Field(1000, ge=1, description="Boosting rounds at most.")
+    early_stopping_rounds: int = Field(50, ge=1)
+    num_threads: int = Field(
+        1, ge=1, description="LightGBM threads; 1 is fastest on a busy 2-core machine."
+    )
+    max_users: int = Field(
+        20_000, ge=10, description="Validation users sampled for the ranker (time bound)."
+    )
+    early_stopping_share: float = Field(
+        0.2, gt=0, lt=1, description="Share of ranker users that decide when to stop."
+    )
+    selection_share: float = Field(
+        0.25, gt=0, lt=1, description="Share of validation users held out for selection."
+    )
+
+
+class PipelineConfig(BaseModel):
+    """The multi-stage recommender: sources and quotas, routing, features, filters.
+
+    Parameters of each source model come from ``Settings.model_params`` (by model name).
+    Set as JSON, e.g. ``RECO_PIPELINE='{"sources": {"itemknn": 300, "als": 100}}'``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    sources: dict[str, int] = Field(
+        default_factory=lambda: {
+            "ease": 200,
+            "itemknn": 200,
+            "als": 100,
+            "popularity": 100,
+            "segment_popularity": 50,
+            "trending": 50,
+            "content": 50,
+        },
+        description="Candidate sources (model registry names) and how many items each proposes.",
+    )
+    cold_history_threshold: int = Field(
+        1,
+        ge=0,
+        description="Users with fewer history items than this are cold: context popularity.",
+    )
+    cold_trending_weight: float = Field(
+        0.3, ge=0, le=1, description="Weight of trending in the cold users' blend."
+    )
+    recent_lengths: list[int] = Field(
+        default_factory=lambda: [1, 3, 10],
+        description="History suffixes (most recent items) the recency features score from.",
+    )
+    recent_sources: list[str] = Field(
+        default_factory=lambda: ["itemknn", "ease"],
+        description="Sources whose scores from the recent history suffixes are features.",
+    )
+    popularity_windows_days: list[float] = Field(
+        default_factory=lambda: [1.0, 7.0, 30.0],
+        description="Windows before the request of the recent item popularity features.",
+    )
+    ranker: RankerConfig = Field(default_factory=RankerConfig)
+    refit_on_all: bool = Field(
+        True, description="Refit the sources on all training data once the ranker is trained."
+    )
+    seen_event_types: list[str] | None = Field(
+        None,
+        description="Event types whose items are never recommended again (None: every type).",
+    )
+    exclude_seen: bool = Field(True, description="Never recommend items already in a history.")
+    diversity: float = Field(
+        0.0, ge=0, lt=1, description="MMR weight of dissimilarity to earlier picks (0: off)."
+    )
+    diversity_by: str = Field("categories", description="'categories' or 'embeddings'.")
+    exploration_share: float = Field(
+        0.0, ge=0, lt=1, description="Share of each list given to new items (0: off)."
+    )
+    new_item_days: float = Field(
+        30.0, gt=0, description="Items first seen this recently count as new for exploration."
+    )
+    explain_history_template: str = Field(
+        "because you watched {title}",
+        description="Reason for collaborative items; {title} is the history item behind it.",
+    )
+
+    @field_validator("sources")
+    @classmethod
+    def _check_sources(cls, sources: dict[str, int]) -> dict[str, int]:
+        if not sources:
+            raise ValueError("the pipeline needs at least one source, e.g. {'itemknn': 200}")
+        bad = {name: quota for name, quota in sources.items() if int(quota) < 1}
+        if bad:
+            raise ValueError(f"source quotas must be at least 1, got {bad}")
+        return sources
+
+    @field_validator("recent_lengths")
+    @classmethod
+    def _check_lengths(cls, lengths: list[int]) -> list[int]:
+        if any(length < 1 for length in lengths):
+            raise ValueError(f"recent_lengths must be positive, got {lengths}")
+        return sorted(set(lengths))
+
+    @field_validator("diversity_by")
+    @classmethod
+    def _check_diversity_by(cls, value: str) -> str:
+        if value not in ("categories", "embeddings"):
+            raise ValueError(f"diversity_by must be 'categories' or 'embeddings', got {value!r}")
+        return value
 
 
 class Settings(BaseSettings):
@@ -27,7 +152,14 @@ class Settings(BaseSettings):
     )
     models: list[str] = Field(
         ["popularity", "itemknn", "als", "ease"],
-        description="Models that `reco train` and `reco evaluate` fit, by registry name.",
+        description=(
+            "Reference models `reco evaluate` reports alone next to the pipeline; those "
+            "that are pipeline sources are reported from the pipeline's own fit."
+        ),
+    )
+    pipeline: PipelineConfig = Field(
+        default_factory=PipelineConfig,
+        description="The multi-stage recommender that `reco train` fits and serves.",
     )
     model_params: dict[str, dict[str, Any]] = Field(
         default_factory=dict,

@@ -57,7 +57,8 @@ def test_train_then_recommend_for_everyone(tmp_path, env):
     result = invoke(env, "recommend", "--users", "all", "--n", "20", "--output", str(output))
     assert result.exit_code == 0, result.output
     recs = pd.read_csv(output, dtype={"user_id": str, "item_id": str})
-    assert list(recs.columns) == ["user_id", "rank", "item_id", "score"]
+    assert list(recs.columns) == ["user_id", "rank", "item_id", "score", "source", "explanation"]
+    assert recs["source"].notna().all() and recs["explanation"].str.len().gt(0).all()
     assert set(recs["user_id"]) == set(source["user"])
     per_user = recs.groupby("user_id")
     assert (per_user.size() == 20).all()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reco.cli.common import console, evaluate_frames, open_settings_store
+from reco.cli.common import console, open_settings_store
 from reco.cli.progress import progress_bar, steps
 from reco.data.schema import Frames
 
@@ -33,6 +33,7 @@ def run_demo(dataset: str) -> None:
     """Get data, ingest, evaluate, train, write batch recommendations, say what is next."""
     from reco.pipeline.batch import recommend_batch, write_table
     from reco.store.repository import counts, ingest, load_frames
+    from reco.training.evaluation import evaluate_frames
     from reco.training.job import load_current, train
 
     settings, engine = open_settings_store()
@@ -52,7 +53,10 @@ def run_demo(dataset: str) -> None:
         f"{totals['items']:,} items, {totals['interactions']:,} interactions"
     )
 
-    console.rule("[bold]evaluation (per-user temporal holdout, last 20% of each user)")
+    console.rule(
+        "[bold]evaluation (per-user temporal holdout, last 20% of each user): "
+        "the pipeline and each source alone"
+    )
     with steps(console) as step:
         evaluation = evaluate_frames(stored, settings, description, step)
         _json_path, md_path = evaluation.write(settings.home / "reports")
@@ -62,8 +66,9 @@ def run_demo(dataset: str) -> None:
     console.rule("[bold]training on everything in the store")
     with steps(console) as step:
         result = train(stored, settings, progress=step)
+    what = "the full pipeline" if result.selected == "pipeline" else f"{result.selected} alone"
     console.print(
-        f"selected [bold]{result.selected}[/] on validation; version {result.version} is current"
+        f"serving [bold]{what}[/] (best on validation); version {result.version} is current"
     )
 
     console.rule("[bold]batch recommendations")
@@ -79,6 +84,7 @@ def run_demo(dataset: str) -> None:
     console.rule("[bold]next")
     console.print(
         "  reco recommend --users all --n 20 --output recs.parquet   # batch top-N again\n"
+        "  reco similar 50 --n 10                                      # items like item 50\n"
         "  reco evaluate                                               # the protocol table\n"
         "  reco train --interactions your.csv                          # your own data\n"
         "  reco models list                                            # versions and metrics"
@@ -93,4 +99,5 @@ def _show_example(recs, frames: Frames) -> None:
         titles = dict(zip(frames.items["item_id"], frames.items["title"], strict=False))
     console.print(f"user {first_user}'s top 5:")
     for row in mine.itertuples():
-        console.print(f"  {row.rank}. {titles.get(row.item_id, row.item_id)}  ({row.score:.3f})")
+        title = titles.get(row.item_id, row.item_id)
+        console.print(f"  {row.rank}. {title}  [dim]{row.source}: {row.explanation}[/]")

@@ -1,4 +1,4 @@
-"""The `reco` command line: demo, ingest, train, evaluate, recommend, data, models."""
+"""The `reco` command line: demo, ingest, train, evaluate, recommend, similar, data, models."""
 
 from __future__ import annotations
 
@@ -94,7 +94,12 @@ def train(
     event_id_col: ColumnOptions.event_id = "event_id",
     delimiter: ColumnOptions.delimiter = None,
 ) -> None:
-    """Train the configured models on the store (ingesting files first if given)."""
+    """Train the pipeline on the store (ingesting files first if given).
+
+    Sources and the LightGBM ranker are fitted on a validation split inside the data;
+    every source alone and the full pipeline are measured on held-out validation users
+    and the best is served.
+    """
     from reco.store.repository import ingest as ingest_frames
     from reco.store.repository import load_frames
     from reco.training.job import train as train_job
@@ -126,14 +131,21 @@ def train(
 def _print_validation(result) -> None:
     from reco.evaluation.report import EvaluationReport
 
+    users = result.selection.users
     report = EvaluationReport(
-        dataset={"name": "validation split inside the training data"},
+        dataset={
+            "name": f"held-out validation users inside the training data ({users['selection']:,})"
+        },
         evaluations=result.validation,
     )
     console.print(report.to_rich_table())
-    console.print(f"selected model: [bold]{result.selected}[/] (best NDCG@10 on validation)")
+    what = "the full pipeline" if result.selected == "pipeline" else f"{result.selected} alone"
+    console.print(
+        f"serving [bold]{what}[/] (best NDCG@10 on validation; the ranker learnt from "
+        f"{users['ranker_train']:,} users and stopped early on {users['ranker_stop']:,})"
+    )
     for name, reason in result.skipped.items():
-        console.print(f"[yellow]skipped {name}[/]: {reason}")
+        console.print(f"[yellow]switched off {name}[/]: {reason}")
 
 
 @app.command()
@@ -152,9 +164,13 @@ def evaluate(
     event_id_col: ColumnOptions.event_id = "event_id",
     delimiter: ColumnOptions.delimiter = None,
 ) -> None:
-    """Evaluate every configured model under the protocol (per-user temporal holdout)."""
-    from reco.cli.common import evaluate_frames
+    """Evaluate the pipeline and each source alone under the protocol.
+
+    Per-user temporal holdout: the pipeline is fitted on train only (its ranker and
+    auto-selection on a validation split inside train) and scored on test.
+    """
     from reco.store.repository import load_frames
+    from reco.training.evaluation import evaluate_frames
 
     settings = settings_from_env()
     with steps(console) as step:
@@ -194,10 +210,12 @@ def recommend(
     output: Annotated[
         Path, typer.Option("--output", help="Where to write: .csv, .parquet or .jsonl.")
     ] = Path("recommendations.csv"),
-    model: Annotated[str | None, typer.Option(help="Model name (default: selected).")] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Serve one source alone (default: what was selected).")
+    ] = None,
     version: Annotated[str | None, typer.Option(help="Model version (default: current).")] = None,
 ) -> None:
-    """Write top-N recommendations for many users from the current model version."""
+    """Write explained top-N recommendations for many users from the current version."""
     from reco.pipeline.batch import recommend_batch, write_table
     from reco.store.repository import load_frames
     from reco.training.job import load_current
@@ -229,6 +247,32 @@ def _requested_users(spec: str, interactions: pd.DataFrame, bundle) -> list[str]
         return [str(u) for u in known]
     frame = load_users(Path(spec))
     return [str(u) for u in pd.unique(frame[schema.USER].astype(str))]
+
+
+@app.command()
+def similar(
+    item: Annotated[str, typer.Argument(help="Item id to find neighbours of.")],
+    n: Annotated[int, typer.Option("--n", min=1, max=1000, help="How many.")] = 10,
+    version: Annotated[str | None, typer.Option(help="Model version (default: current).")] = None,
+) -> None:
+    """Items most like ITEM: item-kNN neighbours, then content neighbours."""
+    from rich.table import Table
+
+    from reco.training.job import load_current
+
+    settings = settings_from_env()
+    version_name, bundle = load_current(settings, version)
+    pipeline = bundle.pipeline
+    found = pipeline.similar_items(item, n)
+    title = pipeline.catalog.titles[pipeline.items.index_of(item)]
+    table = Table("rank", "item_id", "title", "score", "source", "why")
+    for rank, rec in enumerate(found, start=1):
+        other = pipeline.catalog.titles[pipeline.items.index_of(rec.item_id)]
+        table.add_row(
+            str(rank), rec.item_id, other, f"{rec.score:.3f}", rec.source, rec.explanation
+        )
+    console.print(f"items like {item} ({title}), version {version_name}:")
+    console.print(table)
 
 
 @app.command()

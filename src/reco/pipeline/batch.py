@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from reco.data import schema
-from reco.errors import RecoError
+from reco.errors import ConfigurationError, RecoError
+from reco.pipeline.history import Histories
 from reco.training.bundle import ModelBundle
 
-OUTPUT_COLUMNS = ["user_id", "rank", "item_id", "score"]
+OUTPUT_COLUMNS = ["user_id", "rank", "item_id", "score", "source", "explanation"]
 USERS_PER_CHUNK = 5_000
 
 
@@ -25,34 +26,49 @@ def recommend_batch(
     model: str | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> pd.DataFrame:
-    """Top-``n`` items for each user, from their history in ``interactions``.
+    """Explained top-``n`` items for each user, from their history in ``interactions``.
 
-    ``interactions`` is a canonical interaction frame (what the store holds now);
-    users without history there, or unknown to the model, get the model's fallback.
-    Returns columns user_id, rank (1..n), item_id, score; a user gets fewer than ``n``
-    rows only when the catalogue has fewer items they have not seen.
+    ``interactions`` is a canonical interaction frame (what the store holds now): it
+    is each user's whole history, so the pipeline's stored training histories are not
+    added to it. Users without history there get the cold-user route (context
+    popularity from their stored attributes). ``model`` serves one source alone
+    through the same pipeline (filters, fallback, explanations) instead of the
+    default. Returns columns user_id, rank (1..n), item_id, score, source,
+    explanation; a user gets fewer than ``n`` rows only when the catalogue has fewer
+    items they may get.
     """
-    recommender = bundle.model(model)
-    user_ids = [str(u) for u in user_ids]
-    all_histories = bundle.histories(
-        user_ids, interactions[schema.ITEM].to_numpy(), interactions[schema.USER].to_numpy()
-    )
-    known_users = bundle.users.lookup(user_ids)
+    pipeline = bundle.pipeline
+    if model is not None:
+        if model not in pipeline.sources:
+            raise ConfigurationError(
+                f"model {model!r} is not in this version; it has: "
+                f"{', '.join(sorted(pipeline.sources))}"
+            )
+        pipeline = replace(pipeline, mode=model, _derived={})
+    user_ids = [str(u) for u in pd.unique(np.asarray(user_ids, dtype=object))]
+    known = pipeline.users.lookup(user_ids)
     frames = []
     for start in range(0, len(user_ids), USERS_PER_CHUNK):
-        stop = start + USERS_PER_CHUNK
-        chunk = user_ids[start:stop]
-        items, scores = recommender.recommend(
-            all_histories[start:stop], n, users=known_users[start:stop]
+        chunk = user_ids[start : start + USERS_PER_CHUNK]
+        mine = interactions[interactions["user_id"].isin(chunk)]
+        histories = Histories.from_frame(
+            pipeline.items,
+            chunk,
+            mine,
+            users=known[start : start + USERS_PER_CHUNK],
+            seen_event_types=pipeline.config.seen_event_types,
         )
-        rows, ranks = np.nonzero(items >= 0)
+        result = pipeline.recommend(histories, n)
+        rows, ranks = np.nonzero(result.items >= 0)
         frames.append(
             pd.DataFrame(
                 {
                     "user_id": np.asarray(chunk, dtype=object)[rows],
                     "rank": ranks + 1,
-                    "item_id": bundle.items.ids[items[rows, ranks]],
-                    "score": scores[rows, ranks].astype(np.float64),
+                    "item_id": pipeline.items.ids[result.items[rows, ranks]],
+                    "score": result.scores[rows, ranks].astype(np.float64),
+                    "source": result.sources[rows, ranks],
+                    "explanation": result.reasons[rows, ranks],
                 }
             )
         )

@@ -1,15 +1,14 @@
-"""The training job: split -> fit each model -> validate -> pick -> refit on all -> publish.
+"""The training job: frames -> fitted pipeline (with auto-selection) -> registry version.
 
-Model selection follows DESIGN.md: the same per-user temporal holdout as the evaluation
-protocol, applied inside the training data, ranks the configured models by NDCG@10 on
-validation; the winner answers by default. Every model is then refitted on all the data
-(so the served models know every interaction) and saved as one registry version.
+The pipeline is fitted as :mod:`reco.training.fit` describes: sources and the
+LightGBM ranker on a validation split inside the data, every source alone and the
+full pipeline measured on held-out validation users, the best served, the sources
+refitted on all the data. The manifest records the choice and every measurement.
 """
 
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import logging
 import platform
@@ -24,21 +23,22 @@ from reco.config import Settings
 from reco.data.dataset import Dataset
 from reco.data.schema import Frames
 from reco.errors import ConfigurationError, RecoError
-from reco.evaluation.protocol import ModelEvaluation, evaluate_model, validation_split
-from reco.models import create_model, model_class
+from reco.evaluation.protocol import ModelEvaluation
+from reco.models import create_model
 from reco.models.base import BaseRecommender
+from reco.pipeline.sources import source_params
 from reco.registry import ModelRegistry
 from reco.training.bundle import ModelBundle
+from reco.training.fit import SELECTION_METRIC, Selection, fit_pipeline
 
 log = logging.getLogger(__name__)
 
-SELECTION_METRIC = "ndcg@10"
 Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)
 class TrainResult:
-    """What a training run produced."""
+    """What a training run produced: the version, what was served and why."""
 
     version: str
     path: Path
@@ -46,18 +46,24 @@ class TrainResult:
     validation: list[ModelEvaluation]
     skipped: dict[str, str]
     seconds: float
+    selection: Selection
 
 
 def config_hash(settings: Settings) -> str:
-    """A sha256 of the settings that shape the models (names, parameters, seed)."""
-    shape = {"models": settings.models, "params": settings.model_params, "seed": settings.seed}
+    """A sha256 of the settings that shape the models (pipeline, parameters, seed)."""
+    shape = {
+        "pipeline": settings.pipeline.model_dump(mode="json"),
+        "params": settings.model_params,
+        "seed": settings.seed,
+    }
     return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()
 
 
 def library_versions() -> dict[str, str]:
     """Versions of the libraries an artifact depends on, for the manifest."""
     versions = {"python": platform.python_version()}
-    for name in ("reco", "numpy", "scipy", "pandas", "implicit", "scikit-learn"):
+    names = ("reco", "numpy", "scipy", "pandas", "implicit", "scikit-learn", "lightgbm", "torch")
+    for name in names:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
@@ -66,24 +72,22 @@ def library_versions() -> dict[str, str]:
 
 
 def build_models(settings: Settings) -> dict[str, BaseRecommender]:
-    """Fresh, unfitted instances of the configured models with their parameters."""
-    unknown = set(settings.model_params) - set(settings.models)
+    """Fresh, unfitted instances of the reference models (``settings.models``)."""
+    unknown = set(settings.model_params) - set(settings.models) - set(settings.pipeline.sources)
     if unknown:
         raise ConfigurationError(
-            f"model_params names models that are not configured: {sorted(unknown)}; "
-            f"configured models are {settings.models}"
+            f"model_params names models that are neither pipeline sources nor reference "
+            f"models: {sorted(unknown)}; sources are {list(settings.pipeline.sources)}, "
+            f"references {settings.models}"
         )
-    models = {}
-    for name in settings.models:
-        params: dict[str, Any] = dict(settings.model_params.get(name, {}))
-        if "seed" in inspect.signature(model_class(name)).parameters:
-            params.setdefault("seed", settings.seed)
-        models[name] = create_model(name, **params)
-    return models
+    return {
+        name: create_model(name, **source_params(name, settings.model_params, settings.seed))
+        for name in settings.models
+    }
 
 
 def train(frames: Frames, settings: Settings, *, progress: Progress | None = None) -> TrainResult:
-    """Train every configured model on ``frames``, publish a version and make it current."""
+    """Fit the pipeline on ``frames``, publish it as a version and make it current."""
     say = progress or (lambda message: log.info(message))
     started = time.perf_counter()
     data = Dataset.from_frames(frames.interactions, frames.items, frames.users)
@@ -93,60 +97,60 @@ def train(frames: Frames, settings: Settings, *, progress: Progress | None = Non
         f"dataset: {data.n_users:,} users, {data.n_items:,} items, "
         f"{data.n_interactions:,} interactions"
     )
-
-    fit_part, validation_part = validation_split(data, seed=settings.seed)
-    if validation_part.n_interactions == 0:
-        raise RecoError(
-            "no user has the 5 interactions needed for a validation split; "
-            "add more interactions before training"
-        )
-    evaluations: list[ModelEvaluation] = []
-    skipped: dict[str, str] = {}
-    for name, model in build_models(settings).items():
-        say(f"validating {name}")
-        try:
-            evaluations.append(evaluate_model(model, fit_part, validation_part))
-        except ConfigurationError as exc:
-            skipped[name] = str(exc)
-            say(f"skipped {name}: {exc}")
-    if not evaluations:
-        raise RecoError(f"no configured model could be trained: {skipped}")
-    best = max(evaluations, key=lambda e: e.metrics[SELECTION_METRIC])
-    say(f"selected {best.name} ({SELECTION_METRIC} {best.metrics[SELECTION_METRIC]:.4f})")
-
-    fitted = {}
-    for evaluation in evaluations:
-        say(f"fitting {evaluation.name} on all data")
-        fitted[evaluation.name] = build_models(settings)[evaluation.name].fit(data)
-    bundle = ModelBundle(users=data.users, items=data.items, models=fitted, default=best.name)
-
-    registry = ModelRegistry(settings.models_dir)
-    manifest = {
+    build_models(settings)  # checks model_params before any long work
+    fit = fit_pipeline(
+        data,
+        settings.pipeline,
+        model_params=settings.model_params,
+        seed=settings.seed,
+        progress=say,
+    )
+    selection = fit.selection
+    bundle = ModelBundle(fit.pipeline)
+    manifest: dict[str, Any] = {
         "config_hash": config_hash(settings),
+        "config": {
+            "pipeline": settings.pipeline.model_dump(mode="json"),
+            "model_params": settings.model_params,
+            "seed": settings.seed,
+        },
         "data_fingerprint": data.fingerprint(),
         "data": {"users": data.n_users, "items": data.n_items, "interactions": data.n_interactions},
-        "selected_model": best.name,
+        "selected_model": selection.chosen,
         "selection_metric": SELECTION_METRIC,
-        "metrics": {"validation": {e.name: e.metrics for e in evaluations}},
-        "fit_seconds": {e.name: e.fit_seconds for e in evaluations},
-        "skipped_models": skipped,
+        "metrics": {"validation": selection.validation},
+        "selection": selection.to_dict(),
+        "pipeline": {"mode": fit.pipeline.mode, "sources": list(fit.pipeline.sources)},
+        "fit_seconds": fit.seconds,
+        "skipped_models": fit.skipped,
         "library_versions": library_versions(),
     }
     say("saving the model version")
+    registry = ModelRegistry(settings.models_dir)
     with registry.new_version(manifest) as (version, folder):
         bundle.save(folder)
     registry.promote(version)
+    validation = [
+        ModelEvaluation(
+            name=name,
+            metrics=values,
+            fit_seconds=fit.seconds.get(f"source {name}", 0.0),
+            predict_seconds=0.0,
+        )
+        for name, values in selection.validation.items()
+    ]
     return TrainResult(
         version=version,
         path=registry.root / version,
-        selected=best.name,
-        validation=evaluations,
-        skipped=skipped,
+        selected=selection.chosen,
+        validation=validation,
+        skipped=fit.skipped,
         seconds=time.perf_counter() - started,
+        selection=selection,
     )
 
 
 def load_current(settings: Settings, version: str | None = None) -> tuple[str, ModelBundle]:
     """The current (or named) version's bundle, verified against its manifest."""
     entry = ModelRegistry(settings.models_dir).get(version)
-    return entry.version, ModelBundle.load(entry.path, entry.manifest["selected_model"])
+    return entry.version, ModelBundle.load(entry.path)

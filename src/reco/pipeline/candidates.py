@@ -1,0 +1,239 @@
+"""Candidate generation for warm users: every source proposes, proposals merge, features.
+
+For a block of rows each source scores the whole catalogue once; its top ``quota``
+items that no filter blocks are its proposals. The union of proposals (one exclude
+set for all sources) are the row's candidates, and the dense scores already computed
+give every candidate every source's score as a feature, not only the proposer's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from reco.config import PipelineConfig
+from reco.models.base import BaseRecommender
+from reco.pipeline.catalog import Catalog
+from reco.pipeline.features import (
+    ItemClock,
+    affinity_features,
+    assemble,
+    feature_names,
+    item_features,
+    time_features,
+    user_features,
+)
+from reco.pipeline.history import Histories
+from reco.pipeline.sources import dense_scores
+
+# Dense floats (rows x items, all sources of a block together) held at once.
+BLOCK_CELLS = 40_000_000
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """The merged candidates of a block: pair ``k`` is item ``items[k]`` for row
+    ``rows[k]`` (rows ascending, items ascending within a row).
+
+    ``features`` is pairs x features (None when not asked for); ``primary`` names the
+    source that ranked each pair highest among those that proposed it;
+    ``source_tops`` holds, when asked for, each source's own top items per row.
+    """
+
+    rows: np.ndarray
+    items: np.ndarray
+    features: np.ndarray | None
+    primary: np.ndarray
+    source_tops: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` highest scores per row, best first (ties: lower index first).
+
+    Same contract as :func:`reco.models.base.top_n` (-inf entries are never returned:
+    their slots hold -1 and -inf), about twice as fast on wide rows: it partitions
+    the scores in place of a negated copy, then sorts only the ``k`` kept per row.
+    """
+    n_rows, n_cols = scores.shape
+    width = min(k, n_cols)
+    out_items = np.full((n_rows, k), -1, dtype=np.int64)
+    out_scores = np.full((n_rows, k), -np.inf, dtype=np.float32)
+    if width == 0 or n_rows == 0:
+        return out_items, out_scores
+    if width < n_cols:
+        part = np.argpartition(scores, n_cols - width, axis=1)[:, n_cols - width :]
+    else:
+        part = np.broadcast_to(np.arange(n_cols), (n_rows, n_cols))
+    values = np.take_along_axis(scores, part, axis=1)
+    order = np.lexsort((part, -values), axis=1)
+    items = np.take_along_axis(part, order, axis=1)
+    values = np.take_along_axis(values, order, axis=1)
+    invalid = ~np.isfinite(values)
+    out_items[:, :width] = np.where(invalid, -1, items)
+    out_scores[:, :width] = np.where(invalid, -np.inf, values)
+    return out_items, out_scores
+
+
+def block_rows(n_items: int, n_sources: int) -> int:
+    """Rows scored per block so that the block's dense scores stay within bounds."""
+    return max(1, BLOCK_CELLS // max(1, n_items * (n_sources + 1)))
+
+
+class CandidateGenerator:
+    """Proposals, merge and features for the warm route, from fitted sources."""
+
+    def __init__(
+        self,
+        sources: Mapping[str, BaseRecommender],
+        config: PipelineConfig,
+        catalog: Catalog,
+    ) -> None:
+        self.sources = dict(sources)
+        self.quotas = {name: int(config.sources[name]) for name in self.sources}
+        self.config = config
+        self.catalog = catalog
+        self.clock = ItemClock(catalog)
+        self.recent_sources = [s for s in config.recent_sources if s in self.sources]
+        self.feature_names = feature_names(
+            list(self.sources),
+            self.recent_sources,
+            config.recent_lengths,
+            config.popularity_windows_days,
+        )
+
+    def source_top(
+        self,
+        name: str,
+        histories: Histories,
+        contexts: Sequence[Mapping[str, Any]],
+        blocked: np.ndarray,
+        n: int,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One source's own top-``n`` (items, scores) with the filters applied."""
+        scores = self._masked(name, histories, contexts, blocked)
+        return top_k(scores, n)
+
+    def _masked(
+        self,
+        name: str,
+        histories: Histories,
+        contexts: Sequence[Mapping[str, Any]],
+        blocked: np.ndarray,
+    ) -> np.ndarray:
+        scores = dense_scores(self.sources[name], histories.matrix, histories.users, contexts)
+        np.copyto(scores, -np.inf, where=blocked | np.isnan(scores))
+        return scores
+
+    def generate(
+        self,
+        histories: Histories,
+        contexts: Sequence[Mapping[str, Any]],
+        blocked: np.ndarray,
+        request_times: np.ndarray,
+        *,
+        with_features: bool = True,
+        also_top: int = 0,
+    ) -> Candidates:
+        """Candidates (and their features) of every row of the block.
+
+        ``also_top`` > 0 also returns each source's own top ``also_top`` items per row
+        (what the source alone would recommend), from the same scores.
+        """
+        n_rows = histories.n_rows
+        masked: dict[str, np.ndarray] = {}
+        proposals: dict[str, np.ndarray] = {}
+        tops: dict[str, np.ndarray] = {}
+        for name in self.sources:
+            masked[name] = self._masked(name, histories, contexts, blocked)
+            width = max(self.quotas[name], also_top)
+            top, _ = top_k(masked[name], width)
+            proposals[name] = top[:, : self.quotas[name]]
+            if also_top:
+                tops[name] = top[:, :also_top]
+
+        rows, items = _merge(proposals, n_rows, histories.n_items)
+        ranks = {
+            name: _ranks(top, rows, items, histories.n_items) for name, top in proposals.items()
+        }
+        primary = _primary(ranks, list(self.sources))
+        if not with_features:
+            return Candidates(rows, items, None, primary, tops)
+
+        columns: dict[str, np.ndarray] = {}
+        for name, scores in masked.items():
+            values = scores[rows, items].astype(np.float64)
+            values[~np.isfinite(values)] = np.nan
+            best = _row_best(scores)
+            columns[f"{name}_score"] = values
+            columns[f"{name}_rank"] = ranks[name]
+            columns[f"{name}_gap"] = values - best[rows]
+        del masked
+        for name in self.recent_sources:
+            for length in self.config.recent_lengths:
+                recent = histories.recent(length)
+                scores = dense_scores(self.sources[name], recent, histories.users)
+                np.copyto(scores, -np.inf, where=blocked | np.isnan(scores))
+                values = scores[rows, items].astype(np.float64)
+                values[~np.isfinite(values)] = np.nan
+                columns[f"{name}_last{length}"] = values
+                columns[f"{name}_last{length}_gap"] = values - _row_best(scores)[rows]
+        pair_times = request_times[rows]
+        columns.update(
+            item_features(self.clock, items, pair_times, self.config.popularity_windows_days)
+        )
+        columns.update(user_features(histories, rows, request_times))
+        columns.update(affinity_features(self.catalog, histories, rows, items))
+        columns.update(time_features(request_times, rows))
+        columns["n_sources"] = np.sum([~np.isnan(r) for r in ranks.values()], axis=0).astype(
+            np.float64
+        )
+        features = assemble(columns, self.feature_names)
+        return Candidates(rows, items, features, primary, tops)
+
+
+def _merge(
+    proposals: Mapping[str, np.ndarray], n_rows: int, n_items: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct (row, item) pairs over all sources' proposals, sorted."""
+    keys = []
+    for top in proposals.values():
+        valid = top >= 0
+        row_ids = np.broadcast_to(np.arange(n_rows)[:, None], top.shape)[valid]
+        keys.append(row_ids.astype(np.int64) * n_items + top[valid])
+    merged = np.sort(np.concatenate(keys)) if keys else np.zeros(0, dtype=np.int64)
+    # Sorting and dropping repeats beats np.unique's hashing here by about 10x.
+    merged = merged[np.r_[True, merged[1:] != merged[:-1]]] if len(merged) else merged
+    return merged // n_items, merged % n_items
+
+
+def _ranks(top: np.ndarray, rows: np.ndarray, items: np.ndarray, n_items: int) -> np.ndarray:
+    """Each pair's 1-based rank among a source's proposals (NaN: not proposed)."""
+    valid = top >= 0
+    row_ids = np.broadcast_to(np.arange(top.shape[0])[:, None], top.shape)[valid]
+    positions = np.broadcast_to(np.arange(1, top.shape[1] + 1)[None, :], top.shape)[valid]
+    keys = row_ids.astype(np.int64) * n_items + top[valid]
+    order = np.argsort(keys)
+    keys, positions = keys[order], positions[order]
+    wanted = rows.astype(np.int64) * n_items + items
+    at = np.searchsorted(keys, wanted)
+    at = np.minimum(at, max(len(keys) - 1, 0))
+    found = (keys[at] == wanted) if len(keys) else np.zeros(len(wanted), dtype=bool)
+    out = np.full(len(wanted), np.nan)
+    out[found] = positions[at[found]]
+    return out
+
+
+def _primary(ranks: Mapping[str, np.ndarray], order: list[str]) -> np.ndarray:
+    """The source that ranked each pair highest (first in ``order`` on ties)."""
+    stacked = np.vstack([np.where(np.isnan(ranks[name]), np.inf, ranks[name]) for name in order])
+    return np.asarray(order, dtype=object)[np.argmin(stacked, axis=0)]
+
+
+def _row_best(scores: np.ndarray) -> np.ndarray:
+    """Each row's highest finite score (NaN for a row with none)."""
+    best = scores.max(axis=1).astype(np.float64)
+    best[~np.isfinite(best)] = np.nan
+    return best

@@ -1,0 +1,199 @@
+"""Ranker features of (request row, candidate item) pairs, computed for whole batches.
+
+Everything is causal with respect to the request time: item popularity, age and
+idleness count only interactions at or before it, so features computed for the
+ranker's training rows (requests in the past) mean what they mean when serving now.
+
+Feature groups (names in :func:`feature_names`):
+
+* per source: its score for the item, the item's rank among the source's proposals
+  (NaN when it did not propose it) and the gap to the row's best score;
+* recency: scores of the history-based sources from only the row's last k items
+  (what the user did last predicts what they do next);
+* item: interactions all-time and in recent windows, age and idleness in days;
+* user: history size and days since their last interaction;
+* user-item: share of the user's history in the item's categories (mean and max);
+* time: hour and weekday (UTC) of the request; how many sources proposed the item.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from reco.pipeline.catalog import Catalog
+from reco.pipeline.history import Histories
+
+SECONDS_PER_DAY = 86_400.0
+ITEM_FEATURES = ("item_count", "item_age_days", "item_idle_days")
+USER_FEATURES = ("user_history", "user_idle_days")
+AFFINITY_FEATURES = ("category_affinity_mean", "category_affinity_max")
+TIME_FEATURES = ("request_hour", "request_weekday", "n_sources")
+
+
+def window_name(days: float) -> str:
+    """Feature name of the item popularity in the ``days`` before the request."""
+    return f"item_count_{days:g}d"
+
+
+def feature_names(
+    sources: Sequence[str],
+    recent_sources: Sequence[str],
+    recent_lengths: Sequence[int],
+    windows_days: Sequence[float],
+) -> list[str]:
+    """The ranker's features, in column order, for the given fitted sources."""
+    names: list[str] = []
+    for source in sources:
+        names += [f"{source}_score", f"{source}_rank", f"{source}_gap"]
+    for source in recent_sources:
+        for length in recent_lengths:
+            names += [f"{source}_last{length}", f"{source}_last{length}_gap"]
+    names += list(ITEM_FEATURES) + [window_name(d) for d in windows_days]
+    names += list(USER_FEATURES) + list(AFFINITY_FEATURES) + list(TIME_FEATURES)
+    return names
+
+
+def assemble(columns: Mapping[str, np.ndarray], names: Sequence[str]) -> np.ndarray:
+    """The float32 feature matrix (pairs x features) in the order of ``names``.
+
+    Column-major: each feature is written as one contiguous run, and LightGBM reads
+    this layout without a copy.
+    """
+    missing = [name for name in names if name not in columns]
+    if missing:
+        raise KeyError(f"features not computed: {missing}")
+    n = len(next(iter(columns.values()))) if columns else 0
+    out = np.empty((n, len(names)), dtype=np.float32, order="F")
+    for k, name in enumerate(names):
+        out[:, k] = columns[name]
+    return out
+
+
+class ItemClock:
+    """Answers "how many interactions did item i have up to time t" for many pairs.
+
+    One sorted int64 key per training interaction (item, then second) lets a single
+    ``searchsorted`` answer a whole batch of (item, time) queries.
+    """
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+        self.timed = catalog.timed
+        if not self.timed:
+            return
+        times = np.floor(catalog.times)
+        self.t_min = float(times.min())
+        self.span = int(times.max() - self.t_min) + 3
+        per_item = np.diff(catalog.time_indptr)
+        owners = np.repeat(np.arange(catalog.n_items, dtype=np.int64), per_item)
+        self.keys = owners * self.span + (times - self.t_min + 1).astype(np.int64)
+
+    def _key(self, items: np.ndarray, times: np.ndarray) -> np.ndarray:
+        offset = np.clip(np.floor(times) - self.t_min + 1, 0, self.span - 1)
+        return items.astype(np.int64) * self.span + offset.astype(np.int64)
+
+    def counts_up_to(self, items: np.ndarray, times: np.ndarray) -> np.ndarray:
+        """Interactions of ``items[k]`` at or before ``times[k]`` (NaN time: all)."""
+        total = self.catalog.counts[items].astype(np.float64)
+        if not self.timed:
+            return total
+        known = ~np.isnan(times)
+        out = total.copy()
+        starts = self.catalog.time_indptr[items[known]]
+        ends = np.searchsorted(self.keys, self._key(items[known], times[known]), side="right")
+        out[known] = ends - starts
+        return out
+
+    def counts_between(self, items: np.ndarray, since: np.ndarray, until: np.ndarray) -> np.ndarray:
+        """Interactions of ``items[k]`` in ``(since[k], until[k]]`` (NaN when unknown)."""
+        out = np.full(len(items), np.nan)
+        if not self.timed:
+            return out
+        known = ~(np.isnan(since) | np.isnan(until))
+        upper = np.searchsorted(self.keys, self._key(items[known], until[known]), side="right")
+        lower = np.searchsorted(self.keys, self._key(items[known], since[known]), side="right")
+        out[known] = upper - lower
+        return out
+
+    def first_last(self, items: np.ndarray, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Times of the first and the latest interaction at or before ``times`` (NaN: none)."""
+        first = np.full(len(items), np.nan)
+        last = np.full(len(items), np.nan)
+        if not self.timed:
+            return first, last
+        known = ~np.isnan(times)
+        starts = self.catalog.time_indptr[items[known]]
+        ends = np.searchsorted(self.keys, self._key(items[known], times[known]), side="right")
+        some = ends > starts
+        idx = np.flatnonzero(known)[some]
+        first[idx] = self.catalog.times[starts[some]]
+        last[idx] = self.catalog.times[ends[some] - 1]
+        return first, last
+
+
+def item_features(
+    clock: ItemClock,
+    items: np.ndarray,
+    times: np.ndarray,
+    windows_days: Sequence[float],
+) -> dict[str, np.ndarray]:
+    """Popularity (all-time and per window), age and idleness of ``items[k]`` at ``times[k]``."""
+    out = {"item_count": clock.counts_up_to(items, times)}
+    first, last = clock.first_last(items, times)
+    out["item_age_days"] = (times - first) / SECONDS_PER_DAY
+    out["item_idle_days"] = (times - last) / SECONDS_PER_DAY
+    for days in windows_days:
+        out[window_name(days)] = clock.counts_between(items, times - days * SECONDS_PER_DAY, times)
+    return out
+
+
+def user_features(
+    histories: Histories, rows: np.ndarray, request_times: np.ndarray
+) -> dict[str, np.ndarray]:
+    """History size and days since the last interaction, per pair's row."""
+    lengths = histories.lengths().astype(np.float64)
+    idle = (request_times - histories.last_times()) / SECONDS_PER_DAY
+    return {"user_history": lengths[rows], "user_idle_days": idle[rows]}
+
+
+def affinity_features(
+    catalog: Catalog, histories: Histories, rows: np.ndarray, items: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Share of the row's history in each of the item's categories: mean and max.
+
+    NaN for items without categories (and everywhere when the catalogue has none).
+    """
+    n_pairs = len(rows)
+    mean = np.full(n_pairs, np.nan)
+    best = np.full(n_pairs, np.nan)
+    if catalog.categories.shape[1] == 0 or n_pairs == 0:
+        return {"category_affinity_mean": mean, "category_affinity_max": best}
+    present = histories.matrix.copy()
+    present.data = np.ones_like(present.data)
+    lengths = np.maximum(histories.lengths(), 1).astype(np.float64)
+    shares = np.asarray((present @ catalog.categories).todense()) / lengths[:, None]
+    pair_categories = catalog.categories[items].tocoo()
+    values = shares[rows[pair_categories.row], pair_categories.col]
+    n_categories = np.bincount(pair_categories.row, minlength=n_pairs)
+    has = n_categories > 0
+    sums = np.bincount(pair_categories.row, weights=values, minlength=n_pairs)
+    mean[has] = sums[has] / n_categories[has]
+    maxima = np.full(n_pairs, -np.inf)
+    np.maximum.at(maxima, pair_categories.row, values)
+    best[has] = maxima[has]
+    return {"category_affinity_mean": mean, "category_affinity_max": best}
+
+
+def time_features(request_times: np.ndarray, rows: np.ndarray) -> dict[str, np.ndarray]:
+    """Hour of day and weekday (0 = Monday, UTC) of each pair's request."""
+    times = request_times[rows]
+    known = ~np.isnan(times)
+    hour = np.full(len(rows), np.nan)
+    weekday = np.full(len(rows), np.nan)
+    seconds = np.floor(times[known])
+    hour[known] = (seconds % SECONDS_PER_DAY) // 3600
+    # 1970-01-01 was a Thursday (weekday 3).
+    weekday[known] = (seconds // SECONDS_PER_DAY + 3) % 7
+    return {"request_hour": hour, "request_weekday": weekday}

@@ -1,0 +1,335 @@
+"""Fitting the pipeline honestly: validation split -> ranker -> auto-selection -> refit.
+
+1. The protocol's holdout applied inside the data gives an earlier part and each
+   user's next interactions (validation). Test data, when there is any, is never here.
+2. Every source is fitted on the earlier part; each validation user's request is
+   scored (candidates and features, request time = their last known interaction) and
+   labelled with their next interactions.
+3. Validation users are split by user: the ranker learns from one group and stops
+   early on the NDCG@10 of another; a third group, never used for training, measures
+   every source alone and the full pipeline.
+4. The best of those on NDCG@10 is served: the pipeline is never worse on validation
+   than its best single source.
+5. The sources are refitted on all the data (``refit_on_all``) so the served models
+   know every interaction; the ranker stays as trained.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from reco.config import PipelineConfig
+from reco.data.dataset import Dataset
+from reco.errors import RecoError
+from reco.evaluation import metrics
+from reco.evaluation.protocol import evaluation_users, relevance_matrix, validation_split
+from reco.pipeline.candidates import CandidateGenerator, block_rows
+from reco.pipeline.catalog import Catalog
+from reco.pipeline.filters import Filters, blocked
+from reco.pipeline.history import Histories
+from reco.pipeline.pipeline import RANKER_MODE, Pipeline
+from reco.pipeline.ranker import Ranker, RankerData
+from reco.pipeline.sources import fit_sources, user_contexts
+
+log = logging.getLogger(__name__)
+
+SELECTION_METRIC = "ndcg@10"
+PIPELINE_NAME = "pipeline"
+MEASURE_N = 20
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What auto-selection measured and chose.
+
+    ``validation`` maps "pipeline" and every source name to its metrics on the
+    selection users (validation users never used to train the ranker); ``chosen`` is
+    "pipeline" or the source served alone; ``ranker`` describes the ranker's training.
+    """
+
+    metric: str
+    chosen: str
+    validation: dict[str, dict[str, float]]
+    users: dict[str, int]
+    ranker: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready description (for the manifest)."""
+        return {
+            "metric": self.metric,
+            "chosen": self.chosen,
+            "validation": self.validation,
+            "users": self.users,
+            "ranker": self.ranker,
+        }
+
+
+@dataclass(frozen=True)
+class PipelineFit:
+    """A fitted pipeline, its selection, the sources switched off and the timings."""
+
+    pipeline: Pipeline
+    selection: Selection
+    skipped: dict[str, str]
+    seconds: dict[str, float]
+
+
+def fit_pipeline(
+    data: Dataset,
+    config: PipelineConfig,
+    *,
+    model_params: Mapping[str, Mapping[str, Any]] | None = None,
+    seed: int = 42,
+    progress: Progress | None = None,
+) -> PipelineFit:
+    """Fit the pipeline on ``data`` (the module docstring has the steps)."""
+    say = progress or (lambda message: log.info(message))
+    params = model_params or {}
+    clock = _Stopwatch()
+    if data.n_interactions == 0:
+        raise RecoError("there are no interactions to train on; ingest some with `reco ingest`")
+
+    inner, validation = validation_split(data, seed=seed)
+    users = evaluation_users(validation, inner)
+    if len(users) == 0:
+        raise RecoError(
+            "no user has the 5 interactions needed for a validation split; add more "
+            "interactions before training"
+        )
+    names = list(config.sources)
+    say(f"validation split: {inner.n_interactions:,} earlier, {validation.n_interactions:,} next")
+    fitted = fit_sources(inner, names, params, seed=seed, progress=say)
+    if not fitted.models:
+        raise RecoError(f"no source could be fitted on this data: {fitted.skipped}")
+    clock.lap("fit sources (validation)")
+
+    rng = np.random.default_rng(seed)
+    if len(users) > config.ranker.max_users:
+        users = np.sort(rng.choice(users, config.ranker.max_users, replace=False))
+    groups = _user_groups(len(users), config, rng)
+    catalog = Catalog.from_dataset(inner)
+    generator = CandidateGenerator(fitted.models, config, catalog)
+    histories = Histories.from_dataset(inner, users, seen_event_types=config.seen_event_types)
+    request_times = histories.last_times()
+    allowed = inner.item_counts() > 0
+    relevant = relevance_matrix(validation, inner, users)
+    use_ranker = config.ranker.enabled
+    say(f"candidates and features for {len(users):,} validation users")
+    ranker_data, tops = _score_validation(
+        generator, histories, request_times, allowed, relevant, config, with_features=use_ranker
+    )
+    clock.lap("candidates and features")
+
+    holdout = np.flatnonzero(groups == _SELECT)
+    measured = {
+        name: _measure(top[holdout], relevant[holdout], allowed) for name, top in tops.items()
+    }
+    ranker, ranker_info = None, {}
+    if use_ranker:
+        say("training the LightGBM ranker")
+        try:
+            ranker = Ranker.fit(
+                ranker_data.requests(groups == _TRAIN),
+                ranker_data.requests(groups == _STOP),
+                generator.feature_names,
+                config.ranker,
+                seed=seed,
+            )
+        except RecoError as exc:
+            log.warning("ranker skipped: %s", exc)
+            ranker_info = {"skipped": str(exc)}
+        clock.lap("train ranker")
+    if ranker is not None:
+        inner_pipeline = Pipeline(
+            config=config,
+            users=data.users,
+            items=data.items,
+            sources=fitted.models,
+            catalog=catalog,
+            ranker=ranker,
+            mode=RANKER_MODE,
+            history=Histories.empty(0, data.n_items),
+            data_end=np.nan,
+        )
+        served = inner_pipeline.recommend(
+            histories.take(holdout),
+            MEASURE_N,
+            request_times=request_times[holdout],
+            allowed=allowed,
+        )
+        measured[PIPELINE_NAME] = _measure(served.items, relevant[holdout], allowed)
+        ranker_info = {
+            "rounds": ranker.n_rounds,
+            "importance": dict(list(ranker.importance().items())[:15]),
+        }
+        clock.lap("measure pipeline")
+
+    best_source = max(tops, key=lambda name: measured[name][SELECTION_METRIC])
+    chosen = best_source
+    if PIPELINE_NAME in measured and (
+        measured[PIPELINE_NAME][SELECTION_METRIC] >= measured[best_source][SELECTION_METRIC]
+    ):
+        chosen = PIPELINE_NAME
+    say(
+        f"selected {chosen} ({SELECTION_METRIC} {measured[chosen][SELECTION_METRIC]:.4f} on "
+        f"{len(holdout):,} held-out validation users; best source {best_source} "
+        f"{measured[best_source][SELECTION_METRIC]:.4f})"
+    )
+
+    final_models = fitted.models
+    seconds = dict(fitted.fit_seconds)
+    if config.refit_on_all:
+        refitted = fit_sources(data, list(fitted.models), params, seed=seed, progress=say)
+        for name, reason in refitted.skipped.items():
+            log.warning("source %s could not be refitted on all data (%s); keeping its "
+                        "validation fit", name, reason)  # fmt: skip
+        final_models = {
+            name: refitted.models.get(name, fitted.models[name]) for name in fitted.models
+        }
+        seconds = dict(refitted.fit_seconds)
+        clock.lap("refit sources on all data")
+    say("assembling the pipeline")
+    timed = ~np.isnan(data.timestamps)
+    pipeline = Pipeline(
+        config=config,
+        users=data.users,
+        items=data.items,
+        sources=final_models,
+        catalog=Catalog.from_dataset(data),
+        ranker=ranker,
+        mode=RANKER_MODE if chosen == PIPELINE_NAME else chosen,
+        history=Histories.from_dataset(
+            data, np.arange(data.n_users), seen_event_types=config.seen_event_types
+        ),
+        data_end=float(data.timestamps[timed].max()) if timed.any() else np.nan,
+    )
+    clock.lap("assemble")
+    selection = Selection(
+        metric=SELECTION_METRIC,
+        chosen=chosen,
+        validation=measured,
+        users={
+            "ranker_train": int((groups == _TRAIN).sum()),
+            "ranker_stop": int((groups == _STOP).sum()),
+            "selection": len(holdout),
+        },
+        ranker=ranker_info,
+    )
+    timings = {f"source {name}": value for name, value in seconds.items()}
+    timings.update(clock.laps)
+    return PipelineFit(
+        pipeline=pipeline, selection=selection, skipped=fitted.skipped, seconds=timings
+    )
+
+
+# -- helpers --------------------------------------------------------------------------
+
+_TRAIN, _STOP, _SELECT = 0, 1, 2
+
+
+def _user_groups(n_users: int, config: PipelineConfig, rng: np.random.Generator) -> np.ndarray:
+    """Assign each validation user to ranker training, early stopping or selection."""
+    groups = np.full(n_users, _TRAIN, dtype=np.int64)
+    order = rng.permutation(n_users)
+    n_select = max(1, round(n_users * config.ranker.selection_share))
+    n_stop = max(1, round((n_users - n_select) * config.ranker.early_stopping_share))
+    groups[order[:n_select]] = _SELECT
+    groups[order[n_select : n_select + n_stop]] = _STOP
+    return groups
+
+
+def _score_validation(
+    generator: CandidateGenerator,
+    histories: Histories,
+    request_times: np.ndarray,
+    allowed: np.ndarray,
+    relevant: Any,
+    config: PipelineConfig,
+    *,
+    with_features: bool,
+) -> tuple[RankerData | None, dict[str, np.ndarray]]:
+    """Candidates, features and labels of every validation user, and each source's
+    own top-``MEASURE_N`` (for measuring the sources alone)."""
+    n_items = histories.n_items
+    contexts = user_contexts(generator.sources, histories.users, None)
+    step = block_rows(n_items, len(generator.sources) + 2)
+    features, labels, sizes = [], [], []
+    tops: dict[str, list[np.ndarray]] = {name: [] for name in generator.sources}
+    no_filters = [Filters()]
+    for start in range(0, histories.n_rows, step):
+        rows = np.arange(start, min(start + step, histories.n_rows))
+        block = histories.take(rows)
+        banned = blocked(
+            generator.catalog,
+            None,
+            block,
+            no_filters * len(rows),
+            exclude_seen=config.exclude_seen,
+            allowed=allowed,
+        )
+        found = generator.generate(
+            block,
+            [contexts[r] for r in rows],
+            banned,
+            request_times[rows],
+            with_features=with_features,
+            also_top=MEASURE_N,
+        )
+        for name, top in found.source_tops.items():
+            tops[name].append(top)
+        if with_features:
+            truth = relevant[rows]
+            hits = truth[found.rows, found.items] if len(found.rows) else np.zeros(0)
+            labels.append(np.asarray(hits).ravel() > 0)
+            features.append(found.features)
+            sizes.append(np.bincount(found.rows, minlength=len(rows)))
+    stacked = {name: np.vstack(parts) for name, parts in tops.items()}
+    if not with_features:
+        return None, stacked
+    return (
+        RankerData(
+            features=np.vstack(features),
+            labels=np.concatenate(labels).astype(np.float32),
+            groups=np.concatenate(sizes),
+        ),
+        stacked,
+    )
+
+
+def _measure(recommended: np.ndarray, relevant: Any, allowed: np.ndarray) -> dict[str, float]:
+    """The protocol's metrics of rankings against the validation items."""
+    k, recall_k = 10, MEASURE_N
+    top = np.asarray(recommended)[:, :recall_k]
+    return {
+        f"ndcg@{k}": _mean(metrics.ndcg_at_k(top, relevant, k)),
+        f"recall@{recall_k}": _mean(metrics.recall_at_k(top, relevant, recall_k)),
+        f"precision@{k}": _mean(metrics.precision_at_k(top, relevant, k)),
+        f"map@{k}": _mean(metrics.map_at_k(top, relevant, k)),
+        f"coverage@{k}": metrics.catalog_coverage_at_k(top, k, allowed),
+    }
+
+
+def _mean(values: np.ndarray) -> float:
+    values = np.asarray(values, dtype=np.float64)
+    finite = values[~np.isnan(values)]
+    return float(finite.mean()) if len(finite) else float("nan")
+
+
+class _Stopwatch:
+    """Named laps of wall-clock seconds."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = round(now - self._last, 3)
+        self._last = now
