@@ -207,6 +207,8 @@ def test_users_must_be_training_indices(data: Dataset, model) -> None:
         model.recommend(rows, 5, users=np.array([0, 1]))
     with pytest.raises(ValueError, match="no training user index"):
         model.recommend(rows, 5, users=np.array([0, 1, data.n_users]))
+    with pytest.raises(ValueError, match="no training user index"):
+        model.recommend(rows, 5, users=np.array([0, -2, 1]), candidates=np.arange(5))
     vectors = model.user_embeddings(rows, np.array([0, -1, 2]))
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
 

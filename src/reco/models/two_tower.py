@@ -58,6 +58,11 @@ class TwoTowerRecommender(BaseRecommender):
     machine and thread count (``num_threads``; ``None`` keeps PyTorch's setting), as
     long as the time limit is not what stopped training.
 
+    Defaults were tuned under the DESIGN protocol on ml-100k and ml-latest-small:
+    temperature 0.1 beat 0.05, a 200-item training history beat 50 (serving pools a
+    whole history row, so longer training windows match it better), and 5 epochs beat
+    10 (more overfit).
+
     ``index`` picks the search structure: ``"exact"``, ``"ivf"``, ``"hnsw"`` or
     ``"auto"`` (exact below ``exact_below`` items). ``recommend`` without candidates
     searches the index; with candidates (and ``score``) every item is scored exactly.
@@ -70,11 +75,11 @@ class TwoTowerRecommender(BaseRecommender):
         self,
         *,
         embedding_dim: int = 64,
-        history_len: int = 50,
-        epochs: int = 10,
+        history_len: int = 200,
+        epochs: int = 5,
         batch_size: int = 512,
         learning_rate: float = 0.003,
-        temperature: float = 0.05,
+        temperature: float = 0.1,
         max_seconds: float = 120.0,
         index: str = "auto",
         exact_below: int = 50_000,
@@ -261,12 +266,12 @@ class TwoTowerRecommender(BaseRecommender):
         is scored exactly instead. With ``candidates`` every candidate is scored.
         Empty rows get the popularity fallback.
         """
+        histories = self._check_histories(histories)
+        users = self._check_users(users, histories.shape[0])
         if candidates is not None:
             return super().recommend(histories, n, candidates=candidates, users=users)
-        histories = self._check_histories(histories)
         if n < 1:
             raise ValueError(f"n must be at least 1, got {n}")
-        users = self._check_users(users, histories.shape[0])
         n_rows = histories.shape[0]
         top_items = np.full((n_rows, n), -1, dtype=np.int64)
         top_scores = np.full((n_rows, n), -np.inf, dtype=np.float32)
