@@ -29,7 +29,12 @@ class RankerConfig(BaseModel):
     lambda_l2: float = Field(10.0, ge=0)
     truncation_level: int = Field(20, ge=1, description="LambdaRank pairs considered per list.")
     max_rounds: int = Field(1000, ge=1, description="Boosting rounds at most.")
-    early_stopping_rounds: int = Field(50, ge=1)
+    early_stopping_rounds: int = Field(
+        60, ge=1, description="Rounds without a better smoothed stopping NDCG@10 before stopping."
+    )
+    stopping_window: int = Field(
+        20, ge=1, description="Rounds the stopping NDCG@10 is averaged over (noise)."
+    )
     num_threads: int = Field(
         1, ge=1, description="LightGBM threads; 1 is fastest on a busy 2-core machine."
     )
@@ -37,7 +42,7 @@ class RankerConfig(BaseModel):
         20_000, ge=10, description="Validation users sampled for the ranker (time bound)."
     )
     early_stopping_share: float = Field(
-        0.2, gt=0, lt=1, description="Share of ranker users that decide when to stop."
+        0.25, gt=0, lt=1, description="Share of ranker users that decide when to stop."
     )
     selection_share: float = Field(
         0.25, gt=0, lt=1, description="Share of validation users held out for selection."
@@ -55,13 +60,13 @@ class PipelineConfig(BaseModel):
 
     sources: dict[str, int] = Field(
         default_factory=lambda: {
-            "ease": 200,
-            "itemknn": 200,
-            "als": 100,
-            "popularity": 100,
-            "segment_popularity": 50,
-            "trending": 50,
-            "content": 50,
+            "ease": 120,
+            "itemknn": 120,
+            "als": 60,
+            "popularity": 40,
+            "segment_popularity": 30,
+            "trending": 40,
+            "content": 40,
         },
         description="Candidate sources (model registry names) and how many items each proposes.",
     )
@@ -103,6 +108,11 @@ class PipelineConfig(BaseModel):
     )
     new_item_days: float = Field(
         30.0, gt=0, description="Items first seen this recently count as new for exploration."
+    )
+    scoring_threads: int = Field(
+        2,
+        ge=1,
+        description="Threads scoring blocks of a batch (1 in a service worker, per DESIGN.md).",
     )
     explain_history_template: str = Field(
         "because you watched {title}",

@@ -53,9 +53,9 @@ class Candidates:
 def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` highest scores per row, best first (ties: lower index first).
 
-    Same contract as :func:`reco.models.base.top_n` (-inf entries are never returned:
-    their slots hold -1 and -inf), about twice as fast on wide rows: it partitions
-    the scores in place of a negated copy, then sorts only the ``k`` kept per row.
+    Same contract as :func:`reco.models.base.top_n`: -inf entries are never returned
+    (their slots hold -1 and -inf). Which of several items tied at the cut is kept
+    follows numpy's partition, deterministic for the same input.
     """
     n_rows, n_cols = scores.shape
     width = min(k, n_cols)
@@ -64,7 +64,10 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     if width == 0 or n_rows == 0:
         return out_items, out_scores
     if width < n_cols:
-        part = np.argpartition(scores, n_cols - width, axis=1)[:, n_cols - width :]
+        # Partitioning the negated scores at the front, not the scores at the back:
+        # numpy's introselect degrades badly on the many tied zeros of sparse scores
+        # (item-kNN) when the cut sits at the end (10x slower on MovieLens rows).
+        part = np.argpartition(-scores, width - 1, axis=1)[:, :width]
     else:
         part = np.broadcast_to(np.arange(n_cols), (n_rows, n_cols))
     values = np.take_along_axis(scores, part, axis=1)

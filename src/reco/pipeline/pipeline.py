@@ -22,6 +22,7 @@ import json
 import logging
 import zipfile
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -199,37 +200,55 @@ class Pipeline:
             reasons=np.full((n_rows, n), None, dtype=object),
         )
         cold = histories.lengths() < self.config.cold_history_threshold
-        step = block_rows(len(self.items), len(self.sources) + 2)
-        routes = ((np.flatnonzero(cold), self._cold), (np.flatnonzero(~cold), self._warm))
-        for route_rows, route in routes:
-            for start in range(0, len(route_rows), step):
-                rows = route_rows[start : start + step]
-                block = histories.take(rows)
-                contexts_block = [row_contexts[r] for r in rows]
-                block_filters = [row_filters[r] for r in rows]
-                banned = blocked(
-                    self.catalog,
-                    self.items,
-                    block,
-                    block_filters,
-                    exclude_seen=self.config.exclude_seen,
-                    allowed=allowed,
-                )
-                items, scores, sources = route(block, contexts_block, banned, times[rows], n)
-                items, scores, sources = self._explore(
-                    block, items, scores, sources, banned, times[rows], contexts_block
-                )
-                items, scores, sources = self._fill(items, scores, sources, banned)
-                valid = items >= 0
-                rows_k, _slots_k = np.nonzero(valid)
-                reasons = np.full(items.shape, None, dtype=object)
-                reasons[valid] = self.explainer.explain(
-                    block, rows_k, items[valid], sources[valid], contexts_block
-                )
-                out.items[rows] = items
-                out.scores[rows] = scores
-                out.sources[rows] = np.where(valid, sources, None)
-                out.reasons[rows] = reasons
+        threads = max(1, self.config.scoring_threads)
+        blocks = []
+        for route_rows, route in (
+            (np.flatnonzero(cold), self._cold),
+            (np.flatnonzero(~cold), self._warm),
+        ):
+            for rows in _split_rows(
+                route_rows, block_rows(len(self.items), len(self.sources) + 2), threads
+            ):
+                blocks.append((rows, route))
+        # Derived helpers are built once here, not raced for by the threads.
+        _ = self.generator, self.explainer, self.fallback_order
+
+        def run(rows: np.ndarray, route: Any) -> None:
+            block = histories.take(rows)
+            contexts_block = [row_contexts[r] for r in rows]
+            banned = blocked(
+                self.catalog,
+                self.items,
+                block,
+                [row_filters[r] for r in rows],
+                exclude_seen=self.config.exclude_seen,
+                allowed=allowed,
+            )
+            items, scores, sources = route(block, contexts_block, banned, times[rows], n)
+            items, scores, sources = self._explore(
+                block, items, scores, sources, banned, times[rows], contexts_block
+            )
+            items, scores, sources = self._fill(items, scores, sources, banned)
+            valid = items >= 0
+            reasons = np.full(items.shape, None, dtype=object)
+            reasons[valid] = self.explainer.explain(
+                block, np.nonzero(valid)[0], items[valid], sources[valid], contexts_block
+            )
+            # Each block owns its rows of the output: no two threads write the same row.
+            out.items[rows] = items
+            out.scores[rows] = scores
+            out.sources[rows] = np.where(valid, sources, None)
+            out.reasons[rows] = reasons
+
+        if threads == 1 or len(blocks) == 1:
+            for rows, route in blocks:
+                run(rows, route)
+        else:
+            # numpy, scipy's sparse products and LightGBM release the GIL in their
+            # inner loops, so blocks scored on two threads use two cores.
+            with ThreadPoolExecutor(max_workers=threads) as pool:
+                for done in [pool.submit(run, rows, route) for rows, route in blocks]:
+                    done.result()
         return out
 
     def _request_times(self, histories: Histories, given: np.ndarray | None) -> np.ndarray:
@@ -658,6 +677,16 @@ def _top_by_row(
     out_scores[rows[picked], position[keep]] = scores[picked]
     out_labels[rows[picked], position[keep]] = labels[picked]
     return out_items, out_scores, out_labels
+
+
+def _split_rows(rows: np.ndarray, most: int, threads: int) -> list[np.ndarray]:
+    """Blocks of at most ``most`` rows, as even as possible and a multiple of
+    ``threads`` in number (so the threads finish together)."""
+    if len(rows) == 0:
+        return []
+    per_thread = -(-len(rows) // threads)
+    n_blocks = threads * -(-per_thread // most) if threads > 1 else -(-len(rows) // most)
+    return [part for part in np.array_split(rows, min(n_blocks, len(rows))) if len(part)]
 
 
 def _stored_rows(history: Histories, known: np.ndarray) -> Histories:
