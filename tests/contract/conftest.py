@@ -29,6 +29,7 @@ FAST_PARAMS: dict[str, dict[str, Any]] = {
     "itemknn": {"k": 50},
     "als": {"factors": 16, "iterations": 5, "regularization": 1.0},
     "ease": {"l2": 20.0},
+    "two_tower": {"embedding_dim": 32, "epochs": 5, "num_threads": 1},
 }
 
 HELD_OUT_PER_USER = 3
