@@ -1,0 +1,167 @@
+"""Cold start with the whole pipeline: the pipeline rows of the cold-start benchmarks.
+
+(a) New users (benchmarks/cold_users.py's setup on ml-100k): 10% of the users held
+    out entirely; at step 0 a source sees only their attributes (age, gender,
+    occupation, zip), then their first 1, 3 and 5 interactions. The pipeline is
+    fitted on the rest; step 0 goes its cold route (segment popularity for the
+    request's attributes blended with trending), later steps its warm route. Rows:
+    the references of cold_users.py plus "pipeline".
+(b) New items (benchmarks/cold_items.py's setup): 5% of the items lose every training
+    interaction but keep their metadata. The pipeline with the content source on and
+    off, and with content on plus a 10% exploration share for new items: how often
+    new items reach users' top-20 and their recall there.
+
+    python benchmarks/cold_start_pipeline.py                  # both, 3 user folds
+    python benchmarks/cold_start_pipeline.py --folds 10       # every user held out once
+    python benchmarks/cold_start_pipeline.py --only items
+
+Prints tables; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy.sparse import csr_matrix
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import cold_items
+import cold_users
+from reco.config import PipelineConfig
+from reco.data.dataset import Dataset
+from reco.pipeline.history import Histories
+from reco.training.fit import fit_pipeline
+
+
+def _histories(matrix: csr_matrix, users: np.ndarray | None) -> Histories:
+    """History rows from a CSR of given items (order unknown: as stored)."""
+    coo = matrix.tocoo()
+    order = np.lexsort((coo.col, coo.row))
+    return Histories.from_events(
+        matrix.shape[0],
+        matrix.shape[1],
+        coo.row[order],
+        coo.col[order],
+        weights=coo.data[order],
+        users=users,
+    )
+
+
+def pipeline_for_new_users(config: PipelineConfig):
+    """A cold_users.py source factory: the pipeline fitted on a fold's training data."""
+
+    def factory(train: Dataset):
+        pipeline = fit_pipeline(train, config).pipeline
+
+        def recommend(request: cold_users.ColdStartRequest) -> np.ndarray:
+            allowed = np.zeros(train.n_items, dtype=bool)
+            allowed[request.candidates] = True
+            # New users: unknown to the pipeline (-1), known only by their attributes.
+            unknown = np.full(request.histories.shape[0], -1, dtype=np.int64)
+            result = pipeline.recommend(
+                _histories(request.histories, unknown),
+                request.n,
+                contexts=request.contexts,
+                allowed=allowed,
+            )
+            return result.items
+
+        return recommend
+
+    return factory
+
+
+class PipelineAsModel:
+    """The pipeline behind the fit/recommend calls cold_items.py makes."""
+
+    def __init__(self, config: PipelineConfig) -> None:
+        self.config = config
+
+    def fit(self, data: Dataset) -> PipelineAsModel:
+        self.data_ = data
+        self.pipeline_ = fit_pipeline(data, self.config).pipeline
+        return self
+
+    def recommend(self, histories, n, *, candidates=None, users=None):
+        allowed = None
+        if candidates is not None:
+            allowed = np.zeros(self.data_.n_items, dtype=bool)
+            allowed[candidates] = True
+        # Training users: their histories with times, as the pipeline serves them.
+        rows = Histories.from_dataset(self.data_, np.asarray(users))
+        if (rows.matrix != csr_matrix(histories)).nnz:
+            raise ValueError("histories do not match the users' training interactions")
+        result = self.pipeline_.recommend(rows, n, allowed=allowed)
+        return result.items, result.scores
+
+
+def new_users(folds: int) -> None:
+    """Part (a): the cold_users.py table with the pipeline row."""
+    data = cold_users.load_ml100k()
+    made = cold_users.make_folds(data, folds=folds, attributes=cold_users.ATTRIBUTES)
+    print(
+        f"(a) new users, ml-100k: {folds} fold(s) of {len(made[0].users)} held-out users; "
+        f"attributes at step 0: {', '.join(cold_users.ATTRIBUTES)}; given items carry no "
+        "order here (the benchmark passes them as a set)"
+    )
+    factories = {
+        **cold_users.reference_sources(),
+        "pipeline": pipeline_for_new_users(PipelineConfig()),
+    }
+    rows = cold_users.run(
+        factories, made, progress=lambda line: print(f"  {line}", file=sys.stderr)
+    )
+    print(cold_users.format_table(rows))
+    for step in cold_users.STEPS:
+        print(cold_users.compare(rows, "segment popularity", "global popularity", step))
+        print(cold_users.compare(rows, "pipeline", "global popularity", step))
+
+
+def new_items(datasets: list[str]) -> None:
+    """Part (b): new items in the pipeline's top-20, content on and off."""
+    on = PipelineConfig()
+    off_sources = {k: v for k, v in on.sources.items() if k != "content"}
+    models = {
+        "pipeline, content on": lambda: PipelineAsModel(on),
+        "pipeline, content off": lambda: PipelineAsModel(
+            on.model_copy(update={"sources": off_sources})
+        ),
+        "pipeline, content on + explore 10%": lambda: PipelineAsModel(
+            on.model_copy(update={"exploration_share": 0.1})
+        ),
+        "content alone (tfidf)": cold_items.default_models(sentence=False)["content (tfidf)"],
+    }
+    print("(b) new items: 5% of the items with training interactions lose them all")
+    for name in datasets:
+        cold_items.cold_item_experiment(cold_items._load(name), models, name=name)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--folds", type=int, default=3)
+    parser.add_argument("--datasets", nargs="+", default=["ml-100k", "ml-latest-small"])
+    parser.add_argument("--only", choices=["users", "items"], default=None)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.ERROR)
+    started = time.perf_counter()
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"{os.cpu_count()} cores (load {load}), Python {platform.python_version()}")
+    if args.only in (None, "users"):
+        new_users(args.folds)
+        print()
+    if args.only in (None, "items"):
+        new_items(args.datasets)
+    print(f"\n{time.perf_counter() - started:.0f} s in all")
+
+
+if __name__ == "__main__":
+    main()
