@@ -82,7 +82,10 @@ def step_fit(folder: Path, name: str) -> dict:
     try:
         model.fit(data)
     except ConfigurationError as exc:
-        return {"seconds": None, "note": str(exc).split(";")[0]}
+        return {
+            "seconds": None,
+            "note": str(exc).split(":")[0] + " (refused: catalogue over its limit)",
+        }
     return {"seconds": time.perf_counter() - started}
 
 
