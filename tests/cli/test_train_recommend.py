@@ -134,3 +134,17 @@ def test_bad_file_is_a_clear_error_and_ingests_nothing(tmp_path, env):
     assert result.exit_code == 0
     assert f"store now holds {len(good):,} interactions" in said(result)
     assert "added 0 interactions" in said(result)
+
+
+def test_trained_version_is_recorded_in_the_store(tmp_path, env):
+    from reco.store.db import open_store
+    from reco.store.repository import current_model_version, list_model_versions
+
+    plain_csv(tmp_path / "events.csv")
+    result = invoke(env, "train", "--interactions", str(tmp_path / "events.csv"))
+    assert result.exit_code == 0, result.output
+    engine = open_store(f"sqlite:///{tmp_path / 'home' / 'reco.db'}")
+    versions = list_model_versions(engine)
+    assert len(versions) == 1
+    current = (tmp_path / "home" / "models" / "current").readlink().name
+    assert current_model_version(engine) == current

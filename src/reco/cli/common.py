@@ -94,3 +94,20 @@ def evaluate_frames(frames: Frames, settings: Settings, name: str, step: Callabl
     report = run_protocol(build_models(settings), data, seed=settings.seed, progress=step)
     report.dataset["name"] = name
     return report
+
+
+def record_version(engine: Engine, settings: Settings, version: str) -> None:
+    """Note a published model version in the store's model_versions table, as current."""
+    from reco.registry import ModelRegistry
+    from reco.store.repository import record_model_version, set_current_version
+
+    entry = ModelRegistry(settings.models_dir).get(version)
+    record_model_version(
+        engine,
+        version=version,
+        path=str(entry.path.resolve()),
+        metrics=entry.manifest.get("metrics", {}),
+        config_hash=entry.manifest.get("config_hash", ""),
+        data_fingerprint=entry.manifest.get("data_fingerprint", ""),
+    )
+    set_current_version(engine, version)

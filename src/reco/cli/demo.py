@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reco.cli.common import console, open_settings_store
+from reco.cli.common import console, open_settings_store, record_version
 from reco.cli.progress import progress_bar, steps
 from reco.data.schema import Frames
 
@@ -66,6 +66,7 @@ def run_demo(dataset: str) -> None:
     console.rule("[bold]training on everything in the store")
     with steps(console) as step:
         result = train(stored, settings, progress=step)
+        record_version(engine, settings, result.version)
     what = "the full pipeline" if result.selected == "pipeline" else f"{result.selected} alone"
     console.print(
         f"serving [bold]{what}[/] (best on validation); version {result.version} is current"

@@ -17,6 +17,7 @@ from reco.cli.common import (
     console,
     frames_from_files,
     open_settings_store,
+    record_version,
     settings_from_env,
 )
 from reco.cli.progress import progress_bar, steps
@@ -124,6 +125,7 @@ def train(
         step("reading the store")
         frames = load_frames(engine)
         result = train_job(frames, settings, progress=step)
+        record_version(engine, settings, result.version)
     _print_validation(result)
     console.print(f"version [bold]{result.version}[/] is now current ({result.path})")
 
