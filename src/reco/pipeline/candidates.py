@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from scipy.sparse import csr_matrix
 
 from reco.config import PipelineConfig
 from reco.models.base import BaseRecommender
@@ -27,7 +28,7 @@ from reco.pipeline.features import (
     user_features,
 )
 from reco.pipeline.history import Histories
-from reco.pipeline.sources import dense_scores
+from reco.pipeline.sources import ROW_INDEPENDENT, dense_scores
 
 # Dense floats (rows x items, all sources of a block together) held at once.
 BLOCK_CELLS = 40_000_000
@@ -106,6 +107,12 @@ class CandidateGenerator:
             config.recent_lengths,
             config.popularity_windows_days,
         )
+        # Sources that rank every row alike: one global order each, computed once.
+        self._global = {
+            name: _global_order(model)
+            for name, model in self.sources.items()
+            if getattr(model, "name", None) in ROW_INDEPENDENT
+        }
 
     def source_top(
         self,
@@ -116,8 +123,9 @@ class CandidateGenerator:
         n: int,
     ) -> tuple[np.ndarray, np.ndarray]:
         """One source's own top-``n`` (items, scores) with the filters applied."""
-        scores = self._masked(name, histories, contexts, blocked)
-        return top_k(scores, n)
+        if name in self._global:
+            return self._global_top(name, blocked, n)
+        return top_k(self._masked(name, histories, contexts, blocked), n)
 
     def _masked(
         self,
@@ -129,6 +137,28 @@ class CandidateGenerator:
         scores = dense_scores(self.sources[name], histories.matrix, histories.users, contexts)
         np.copyto(scores, -np.inf, where=blocked | np.isnan(scores))
         return scores
+
+    def _global_top(self, name: str, blocked: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``n`` of a source that ranks every row alike: walk its one global order.
+
+        Among the first ``n + b`` items of the order at most ``b`` (the most any row
+        has blocked) are blocked, so each row finds its ``n`` there: a gather of that
+        prefix replaces scoring and partitioning the whole catalogue per row.
+        """
+        order, vector = self._global[name]
+        n_rows = blocked.shape[0]
+        out_items = np.full((n_rows, n), -1, dtype=np.int64)
+        out_scores = np.full((n_rows, n), -np.inf, dtype=np.float32)
+        if n_rows == 0:
+            return out_items, out_scores
+        most_blocked = int(blocked.sum(axis=1).max())
+        prefix = order[: n + most_blocked]
+        free = ~blocked[:, prefix]
+        rank = np.cumsum(free, axis=1)
+        rows, cols = np.nonzero(free & (rank <= n))
+        out_items[rows, rank[rows, cols] - 1] = prefix[cols]
+        out_scores[rows, rank[rows, cols] - 1] = vector[prefix[cols]]
+        return out_items, out_scores
 
     def generate(
         self,
@@ -148,12 +178,18 @@ class CandidateGenerator:
         n_rows = histories.n_rows
         masked: dict[str, np.ndarray] = {}
         proposals: dict[str, np.ndarray] = {}
+        best: dict[str, np.ndarray] = {}
         tops: dict[str, np.ndarray] = {}
         for name in self.sources:
-            masked[name] = self._masked(name, histories, contexts, blocked)
             width = max(self.quotas[name], also_top)
-            top, _ = top_k(masked[name], width)
+            if name in self._global:
+                top, top_scores = self._global_top(name, blocked, width)
+            else:
+                masked[name] = self._masked(name, histories, contexts, blocked)
+                top, top_scores = top_k(masked[name], width)
             proposals[name] = top[:, : self.quotas[name]]
+            # The first proposal is the row's best score among the items it may get.
+            best[name] = np.where(top[:, 0] >= 0, top_scores[:, 0], np.nan).astype(np.float64)
             if also_top:
                 tops[name] = top[:, :also_top]
 
@@ -166,14 +202,15 @@ class CandidateGenerator:
             return Candidates(rows, items, None, primary, tops)
 
         columns: dict[str, np.ndarray] = {}
-        for name, scores in masked.items():
-            values = scores[rows, items].astype(np.float64)
+        for name in self.sources:
+            if name in self._global:
+                values = self._global[name][1][items].astype(np.float64)
+            else:
+                values = masked.pop(name)[rows, items].astype(np.float64)
             values[~np.isfinite(values)] = np.nan
-            best = _row_best(scores)
             columns[f"{name}_score"] = values
             columns[f"{name}_rank"] = ranks[name]
-            columns[f"{name}_gap"] = values - best[rows]
-        del masked
+            columns[f"{name}_gap"] = values - best[name][rows]
         for name in self.recent_sources:
             for length in self.config.recent_lengths:
                 recent = histories.recent(length)
@@ -233,6 +270,15 @@ def _primary(ranks: Mapping[str, np.ndarray], order: list[str]) -> np.ndarray:
     """The source that ranked each pair highest (first in ``order`` on ties)."""
     stacked = np.vstack([np.where(np.isnan(ranks[name]), np.inf, ranks[name]) for name in order])
     return np.asarray(order, dtype=object)[np.argmin(stacked, axis=0)]
+
+
+def _global_order(model: BaseRecommender) -> tuple[np.ndarray, np.ndarray]:
+    """A row-independent source's items best first (ties: lower index) and its scores."""
+    empty = csr_matrix((1, model.n_items_), dtype=np.float32)
+    vector = dense_scores(model, empty, np.full(1, -1, dtype=np.int64))[0]
+    vector = np.where(np.isnan(vector), -np.inf, vector).astype(np.float32)
+    order = np.lexsort((np.arange(len(vector)), -vector))
+    return order[np.isfinite(vector[order])], vector
 
 
 def _row_best(scores: np.ndarray) -> np.ndarray:

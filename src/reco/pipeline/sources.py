@@ -33,6 +33,9 @@ Progress = Callable[[str], None]
 # Sources whose scores do not depend on the history: they rank the same for everyone
 # (or for everyone in a segment), so cold users can be served by them.
 POPULARITY_SOURCES = ("popularity", "trending", "segment_popularity")
+# Sources whose scores are the same for every row (whatever the history or user):
+# the pipeline ranks them once per batch, not once per row.
+ROW_INDEPENDENT = ("popularity", "trending")
 SEGMENT_SOURCE = "segment_popularity"
 TRENDING_SOURCE = "trending"
 

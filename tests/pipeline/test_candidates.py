@@ -1,0 +1,65 @@
+"""Candidate generation: top-k, row-independent sources, merged candidates, features."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from reco.models.base import top_n
+from reco.pipeline.candidates import top_k
+from reco.pipeline.filters import Filters, blocked
+from reco.pipeline.sources import user_contexts
+
+
+def test_top_k_matches_the_models_top_n():
+    rng = np.random.default_rng(0)
+    scores = rng.random((50, 300)).astype(np.float32)
+    scores[:, :40] = 0.0  # many ties, as sparse scores have
+    scores[rng.random(scores.shape) < 0.2] = -np.inf
+    scores[0] = -np.inf
+    for k in (1, 20, 299, 400):
+        a_items, a_scores = top_n(scores, k)
+        b_items, b_scores = top_k(scores, k)
+        # Same scores in the same order; tied items at the cut may differ.
+        np.testing.assert_array_equal(a_scores, b_scores)
+        assert ((a_items >= 0) == (b_items >= 0)).all()
+
+
+def test_popularity_is_ranked_once_and_matches_scoring_every_row(fitted, everyone):
+    generator = fitted.pipeline.generator
+    rows = everyone.take(np.arange(60))
+    banned = blocked(
+        generator.catalog,
+        fitted.pipeline.items,
+        rows,
+        [Filters(exclude_categories=("books",))] * rows.n_rows,
+        exclude_seen=True,
+    )
+    contexts = user_contexts(generator.sources, rows.users, None)
+    for name in ("popularity", "trending"):
+        fast_items, fast_scores = generator.source_top(name, rows, contexts, banned, 30)
+        slow_items, slow_scores = top_k(generator._masked(name, rows, contexts, banned), 30)
+        np.testing.assert_array_equal(fast_scores, slow_scores)
+        assert not banned[np.repeat(np.arange(60), 30), fast_items.ravel()].any()
+
+
+def test_candidates_merge_every_source_and_carry_features(fitted, everyone):
+    generator = fitted.pipeline.generator
+    rows = everyone.take(np.arange(20))
+    banned = blocked(generator.catalog, None, rows, [Filters()] * 20, exclude_seen=True)
+    contexts = user_contexts(generator.sources, rows.users, None)
+    found = generator.generate(rows, contexts, banned, rows.last_times(), also_top=5)
+    keys = found.rows * rows.n_items + found.items
+    assert (np.diff(keys) > 0).all()  # sorted, no pair twice
+    assert not banned[found.rows, found.items].any()
+    assert found.features.shape == (len(found.rows), len(generator.feature_names))
+    names = generator.feature_names
+    ranks = found.features[:, [names.index(f"{s}_rank") for s in generator.sources]]
+    # every candidate was proposed by at least one source, and its primary source did
+    assert (~np.isnan(ranks)).any(axis=1).all()
+    n_sources = found.features[:, names.index("n_sources")]
+    assert (n_sources == (~np.isnan(ranks)).sum(axis=1)).all()
+    for name, top in found.source_tops.items():
+        assert top.shape == (20, 5)
+        for r in range(20):
+            proposed = set(found.items[found.rows == r])
+            assert set(top[r][top[r] >= 0]) <= proposed or generator.quotas[name] < 5
