@@ -26,6 +26,7 @@ import os
 import platform
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -55,11 +56,25 @@ def _histories(matrix: csr_matrix, users: np.ndarray | None) -> Histories:
     )
 
 
+_FITTED: dict[int, object] = {}
+
+
+def _fitted(train: Dataset, config: PipelineConfig):
+    """The default pipeline fitted once per fold; variants differ only in serving
+    settings (routing, blend), applied to the same fit."""
+    key = id(train)
+    if key not in _FITTED:
+        _FITTED.clear()
+        _FITTED[key] = fit_pipeline(train, PipelineConfig()).pipeline
+    pipeline = _FITTED[key]
+    return replace(pipeline, config=config, _derived={})
+
+
 def pipeline_for_new_users(config: PipelineConfig):
     """A cold_users.py source factory: the pipeline fitted on a fold's training data."""
 
     def factory(train: Dataset):
-        pipeline = fit_pipeline(train, config).pipeline
+        pipeline = _fitted(train, config)
 
         def recommend(request: cold_users.ColdStartRequest) -> np.ndarray:
             allowed = np.zeros(train.n_items, dtype=bool)

@@ -71,9 +71,12 @@ class PipelineConfig(BaseModel):
         description="Candidate sources (model registry names) and how many items each proposes.",
     )
     cold_history_threshold: int = Field(
-        1,
+        5,
         ge=0,
-        description="Users with fewer history items than this are cold: context popularity.",
+        description=(
+            "Users with fewer history items than this are cold: context popularity. The "
+            "ranker learns from users with 5+ interactions (the validation split's minimum)."
+        ),
     )
     cold_trending_weight: float = Field(
         0.3, ge=0, le=1, description="Weight of trending in the cold users' blend."

@@ -37,7 +37,7 @@ def test_popularity_is_ranked_once_and_matches_scoring_every_row(fitted, everyon
     contexts = user_contexts(generator.sources, rows.users, None)
     for name in ("popularity", "trending"):
         fast_items, fast_scores = generator.source_top(name, rows, contexts, banned, 30)
-        slow_items, slow_scores = top_k(generator._masked(name, rows, contexts, banned), 30)
+        _slow, slow_scores = top_k(generator._masked(name, rows, contexts, banned), 30)
         np.testing.assert_array_equal(fast_scores, slow_scores)
         assert not banned[np.repeat(np.arange(60), 30), fast_items.ravel()].any()
 

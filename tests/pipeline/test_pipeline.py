@@ -11,7 +11,7 @@ import pytest
 from reco.errors import ValidationError
 from reco.pipeline.explain import FALLBACK, POPULAR_OVERALL
 from reco.pipeline.history import Histories
-from reco.pipeline.pipeline import RANKER_MODE, Recommendation
+from reco.pipeline.pipeline import RANKER_MODE, Recommendation, UnknownItemError
 
 N = 10
 
@@ -40,6 +40,22 @@ def test_explanations_name_a_history_item(fitted, everyone):
     assert because, "collaborative items should name the history item behind them"
     titles = set(pipeline.catalog.titles)
     assert all(r.removeprefix("because you watched ") in titles for r in because)
+
+
+def test_short_histories_take_the_cold_route(fitted, everyone):
+    pipeline = fitted.pipeline
+    threshold = pipeline.config.cold_history_threshold
+    short = np.flatnonzero((everyone.lengths() > 0) & (everyone.lengths() < threshold))
+    long = np.flatnonzero(everyone.lengths() >= threshold)
+    assert len(short) and len(long)
+    cold = pipeline.recommend(everyone.take(short), N)
+    assert set(cold.sources.ravel()) <= {"segment_popularity", "trending", "popularity"}
+    seen = np.asarray(
+        everyone.take(short).matrix[np.repeat(np.arange(len(short)), N), cold.items.ravel()]
+    )
+    assert (seen == 0).all()  # the few items they have are still never recommended
+    warm = pipeline.recommend(everyone.take(long[:20]), N)
+    assert set(warm.sources.ravel()) & {"ease", "itemknn", "als", "content"}
 
 
 def test_cold_users_get_context_popularity_explained(fitted):
@@ -109,7 +125,8 @@ def test_fallback_fills_when_filters_leave_few_items(fitted, everyone):
 
 def test_served_single_source_is_that_source_alone(fitted, everyone):
     pipeline = replace(fitted.pipeline, mode="itemknn", _derived={})
-    rows = everyone.take(np.arange(30))
+    warm = everyone.lengths() >= pipeline.config.cold_history_threshold
+    rows = everyone.take(np.flatnonzero(warm)[:30])
     result = pipeline.recommend(rows, N)
     own, _ = pipeline.sources["itemknn"].recommend(rows.matrix, N)
     assert (result.items == own).all()
@@ -137,7 +154,7 @@ def test_similar_items_and_unknown_item(fitted, shop):
     found = pipeline.similar_items(item, 5)
     assert len(found) == 5 and item not in {r.item_id for r in found}
     assert all(r.source in ("itemknn", "content") for r in found)
-    with pytest.raises(ValidationError, match="unknown item 'no-such-item'"):
+    with pytest.raises(UnknownItemError, match=r"unknown item .no-such-item."):
         pipeline.similar_items("no-such-item")
 
 

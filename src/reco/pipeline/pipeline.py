@@ -34,7 +34,7 @@ from threadpoolctl import threadpool_limits
 
 from reco.config import PipelineConfig
 from reco.data.vocabulary import Vocabulary
-from reco.errors import ArtifactError, ValidationError
+from reco.errors import ArtifactError, RecoError, ValidationError
 from reco.models import load_model
 from reco.models.base import BaseRecommender
 from reco.pipeline.candidates import CandidateGenerator, block_rows, top_k
@@ -65,6 +65,10 @@ HISTORY_PREFIX = "history_"
 # Sources whose dense scores can rank items new enough for exploration.
 EXPLORATION_SOURCES = ("content", "two_tower", TRENDING_SOURCE, "popularity")
 SECONDS_PER_DAY = 86_400.0
+
+
+class UnknownItemError(RecoError):
+    """A request named an item the pipeline was not trained with (a service: 404)."""
 
 
 @dataclass(frozen=True)
@@ -507,17 +511,15 @@ class Pipeline:
     def similar_items(self, item_id: str, n: int = 10) -> list[Recommendation]:
         """Items most like ``item_id``: its item-kNN neighbours, then content neighbours.
 
-        ValidationError when the item is unknown or no source can relate it.
+        UnknownItemError when the item is unknown; RecoError when no source can
+        relate it (no interactions and no content).
         """
         try:
             item = self.items.index_of(str(item_id))
         except KeyError:
-            raise ValidationError(
-                [
-                    f"unknown item {item_id!r}: it is not in the trained catalogue of "
-                    f"{len(self.items):,} items; check the id or retrain after ingesting it"
-                ],
-                source="similar",
+            raise UnknownItemError(
+                f"unknown item {item_id!r}: it is not in the trained catalogue of "
+                f"{len(self.items):,} items; check the id, or ingest it and retrain"
             ) from None
         found: list[Recommendation] = []
         taken = {item}
@@ -560,12 +562,9 @@ class Pipeline:
                 if len(found) == n:
                     break
         if not found:
-            raise ValidationError(
-                [
-                    f"no source can relate item {item_id!r} to others: it has no interactions "
-                    "and no content (title, text, categories) the pipeline learned from"
-                ],
-                source="similar",
+            raise RecoError(
+                f"no source can relate item {item_id!r} to others: it has no interactions "
+                "and no content (title, text, categories) the pipeline learned from"
             )
         return found
 
