@@ -59,7 +59,7 @@ def _histories(matrix: csr_matrix, users: np.ndarray | None) -> Histories:
 _FITTED: dict[int, object] = {}
 
 
-def _fitted(train: Dataset, config: PipelineConfig):
+def _fitted(train: Dataset, changes: dict):
     """The default pipeline fitted once per fold; variants differ only in serving
     settings (routing, blend), applied to the same fit."""
     key = id(train)
@@ -67,14 +67,15 @@ def _fitted(train: Dataset, config: PipelineConfig):
         _FITTED.clear()
         _FITTED[key] = fit_pipeline(train, PipelineConfig()).pipeline
     pipeline = _FITTED[key]
-    return replace(pipeline, config=config, _derived={})
+    return replace(pipeline, config=pipeline.config.model_copy(update=changes), _derived={})
 
 
-def pipeline_for_new_users(config: PipelineConfig):
-    """A cold_users.py source factory: the pipeline fitted on a fold's training data."""
+def pipeline_for_new_users(changes: dict):
+    """A cold_users.py source factory: the pipeline fitted on a fold's training data,
+    its settings changed by ``changes``."""
 
     def factory(train: Dataset):
-        pipeline = _fitted(train, config)
+        pipeline = _fitted(train, changes)
 
         def recommend(request: cold_users.ColdStartRequest) -> np.ndarray:
             allowed = np.zeros(train.n_items, dtype=bool)
@@ -129,7 +130,9 @@ def new_users(folds: int) -> None:
     )
     factories = {
         **cold_users.reference_sources(),
-        "pipeline": pipeline_for_new_users(PipelineConfig()),
+        "pipeline": pipeline_for_new_users({}),
+        "pipeline, trending weight 0.3": pipeline_for_new_users({"cold_trending_weight": 0.3}),
+        "pipeline, cold below 10 items": pipeline_for_new_users({"cold_history_threshold": 10}),
     }
     rows = cold_users.run(
         factories, made, progress=lambda line: print(f"  {line}", file=sys.stderr)

@@ -78,8 +78,14 @@ class PipelineConfig(BaseModel):
             "ranker learns from users with 5+ interactions (the validation split's minimum)."
         ),
     )
-    cold_trending_weight: float = Field(
-        0.3, ge=0, le=1, description="Weight of trending in the cold users' blend."
+    cold_trending_weight: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description=(
+            "Weight of trending in the cold users' blend with segment popularity; None: "
+            "chosen on validation (validation users served from their attributes alone)."
+        ),
     )
     recent_lengths: list[int] = Field(
         default_factory=lambda: [1, 3, 10],

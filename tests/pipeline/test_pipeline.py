@@ -59,17 +59,30 @@ def test_short_histories_take_the_cold_route(fitted, everyone):
 
 
 def test_cold_users_get_context_popularity_explained(fitted):
-    pipeline = fitted.pipeline
+    # Segment popularity alone (no trending in the blend): reasons name the segment.
+    config = fitted.pipeline.config.model_copy(update={"cold_trending_weight": 0.0})
+    pipeline = replace(fitted.pipeline, config=config, _derived={})
     contexts = [{"device": "mobile", "country": "DE"}, {}, {"age_band": "18-24"}]
     out = pipeline.recommend_users(["new-1", "new-2", "new-3"], N, contexts=contexts)
     assert [len(recs) for recs in out] == [N, N, N]
     for recs in out:
-        assert {r.source for r in recs} <= {"segment_popularity", "trending", "popularity"}
+        assert {r.source for r in recs} <= {"segment_popularity", "popularity"}
     reasons = {r.explanation for r in out[0]}
     assert any("popular" in r and ("mobile" in r or "DE" in r) for r in reasons)
-    assert any(r.explanation in (POPULAR_OVERALL, "trending this week") for r in out[1])
+    assert all(r.explanation == POPULAR_OVERALL for r in out[1])
     # context changes the answer
     assert [r.item_id for r in out[0]] != [r.item_id for r in out[1]]
+
+
+def test_the_cold_blend_weight_was_chosen_on_validation(fitted):
+    route = fitted.selection.cold_route
+    assert set(route["ndcg@10"]) == {"0.0", "0.1", "0.2", "0.3", "0.5"}
+    assert route["ndcg@10"][str(route["chosen"])] == max(route["ndcg@10"].values())
+    assert fitted.pipeline.config.cold_trending_weight == route["chosen"]
+    if route["chosen"] > 0:
+        [recs] = fitted.pipeline.recommend_users(["new"], N, contexts=[{"device": "mobile"}])
+        assert "trending" in {r.source for r in recs}
+        assert "trending this week" in {r.explanation for r in recs}
 
 
 def test_filters_are_honoured(fitted, shop):

@@ -311,7 +311,7 @@ class Pipeline:
         if not parts:
             counts = self.catalog.counts.astype(np.float32)
             parts["popularity"] = _shares(np.tile(counts, (block.n_rows, 1)))
-        weight = self.config.cold_trending_weight if len(parts) > 1 else 0.0
+        weight = (self.config.cold_trending_weight or 0.0) if len(parts) > 1 else 0.0
         names = list(parts)
         weights = [1.0 - weight] + [weight] * (len(names) - 1)
         blend = sum(w * parts[name] for w, name in zip(weights, names, strict=True))

@@ -35,7 +35,12 @@ from reco.pipeline.filters import Filters, blocked
 from reco.pipeline.history import Histories
 from reco.pipeline.pipeline import RANKER_MODE, Pipeline
 from reco.pipeline.ranker import Ranker, RankerData
-from reco.pipeline.sources import fit_sources, user_contexts
+from reco.pipeline.sources import (
+    SEGMENT_SOURCE,
+    TRENDING_SOURCE,
+    fit_sources,
+    user_contexts,
+)
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +56,9 @@ class Selection:
 
     ``validation`` maps "pipeline" and every source name to its metrics on the
     selection users (validation users never used to train the ranker); ``chosen`` is
-    "pipeline" or the source served alone; ``ranker`` describes the ranker's training.
+    "pipeline" or the source served alone; ``ranker`` describes the ranker's training;
+    ``cold_route`` the NDCG@10 of each trending weight tried for cold users, and the
+    weight chosen.
     """
 
     metric: str
@@ -59,6 +66,7 @@ class Selection:
     validation: dict[str, dict[str, float]]
     users: dict[str, int]
     ranker: dict[str, Any] = field(default_factory=dict)
+    cold_route: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready description (for the manifest)."""
@@ -68,6 +76,7 @@ class Selection:
             "validation": self.validation,
             "users": self.users,
             "ranker": self.ranker,
+            "cold_route": self.cold_route,
         }
 
 
@@ -171,6 +180,14 @@ def fit_pipeline(
         }
         clock.lap("measure pipeline")
 
+    cold_route: dict[str, Any] = {}
+    if config.cold_trending_weight is None:
+        cold_route = _choose_cold_blend(
+            config, data, fitted.models, catalog, histories, relevant, allowed
+        )
+        config = config.model_copy(update={"cold_trending_weight": cold_route["chosen"]})
+        clock.lap("choose the cold-user blend")
+
     best_source = max(tops, key=lambda name: measured[name][SELECTION_METRIC])
     chosen = best_source
     if PIPELINE_NAME in measured and (
@@ -221,6 +238,7 @@ def fit_pipeline(
             "selection": len(holdout),
         },
         ranker=ranker_info,
+        cold_route=cold_route,
     )
     timings = {f"source {name}": value for name, value in seconds.items()}
     timings.update(clock.laps)
@@ -243,6 +261,44 @@ def _user_groups(n_users: int, config: PipelineConfig, rng: np.random.Generator)
     groups[order[:n_select]] = _SELECT
     groups[order[n_select : n_select + n_stop]] = _STOP
     return groups
+
+
+COLD_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.5)
+
+
+def _choose_cold_blend(
+    config: PipelineConfig,
+    data: Dataset,
+    sources: Mapping[str, Any],
+    catalog: Catalog,
+    histories: Histories,
+    relevant: Any,
+    allowed: np.ndarray,
+) -> dict[str, Any]:
+    """The trending weight of the cold route that serves validation users best when
+    they are treated as new: no history, only their attributes."""
+    if TRENDING_SOURCE not in sources or not (SEGMENT_SOURCE in sources or "popularity" in sources):
+        return {"chosen": 0.0, "ndcg@10": {}, "note": "no trending or no popularity source"}
+    users = histories.users
+    contexts = user_contexts(sources, users, None)
+    strangers = Histories.empty(len(users), data.n_items)
+    scores = {}
+    for weight in COLD_WEIGHTS:
+        cold = Pipeline(
+            config=config.model_copy(update={"cold_trending_weight": weight}),
+            users=data.users,
+            items=data.items,
+            sources=dict(sources),
+            catalog=catalog,
+            ranker=None,
+            mode=next(iter(sources)),
+            history=Histories.empty(0, data.n_items),
+            data_end=np.nan,
+        )
+        found = cold.recommend(strangers, MEASURE_N, contexts=contexts, allowed=allowed)
+        scores[str(weight)] = _measure(found.items, relevant, allowed)[SELECTION_METRIC]
+    best = max(COLD_WEIGHTS, key=lambda w: (scores[str(w)], -w))
+    return {"chosen": best, "ndcg@10": scores}
 
 
 def _score_validation(
