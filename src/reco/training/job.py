@@ -153,4 +153,4 @@ def train(frames: Frames, settings: Settings, *, progress: Progress | None = Non
 def load_current(settings: Settings, version: str | None = None) -> tuple[str, ModelBundle]:
     """The current (or named) version's bundle, verified against its manifest."""
     entry = ModelRegistry(settings.models_dir).get(version)
-    return entry.version, ModelBundle.load(entry.path)
+    return entry.version, ModelBundle.load(entry.path, entry.manifest.get("selected_model"))
