@@ -30,6 +30,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from scipy.sparse import csr_matrix
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -42,21 +43,46 @@ from reco.pipeline.history import Histories
 from reco.training.fit import fit_pipeline
 
 
-def _histories(matrix: csr_matrix, users: np.ndarray | None) -> Histories:
-    """History rows from a CSR of given items (order unknown: as stored)."""
-    coo = matrix.tocoo()
-    order = np.lexsort((coo.col, coo.row))
+def _histories(request: cold_users.ColdStartRequest, everything: Dataset) -> Histories:
+    """The given items as events with their real times, oldest first.
+
+    The benchmark hands a source only the set of given items; a live request carries
+    them as timed events, and the pipeline's recency features read that order. The
+    times come from the full dataset (only for the items given: the first ``step``
+    interactions of each held-out user), and nothing else of theirs is used.
+    """
+    coo = request.histories.tocoo()
+    first_time = (
+        pd.DataFrame(
+            {"user": everything.user_idx, "item": everything.item_idx, "t": everything.timestamps}
+        )
+        .groupby(["user", "item"])["t"]
+        .min()
+    )
+    keys = pd.MultiIndex.from_arrays([request.users[coo.row], coo.col])
+    times = first_time.reindex(keys).to_numpy()
+    order = np.lexsort((times, coo.row))
     return Histories.from_events(
-        matrix.shape[0],
-        matrix.shape[1],
+        request.histories.shape[0],
+        request.histories.shape[1],
         coo.row[order],
         coo.col[order],
         weights=coo.data[order],
-        users=users,
+        times=times[order],
+        # New users: unknown to the pipeline (-1), known only by their attributes.
+        users=np.full(request.histories.shape[0], -1, dtype=np.int64),
     )
 
 
 _FITTED: dict[int, object] = {}
+_EVERYTHING: list[Dataset] = []
+
+
+def _everything() -> Dataset:
+    """ml-100k whole, loaded once (for the given items' times)."""
+    if not _EVERYTHING:
+        _EVERYTHING.append(cold_users.load_ml100k())
+    return _EVERYTHING[0]
 
 
 def _fitted(train: Dataset, changes: dict):
@@ -80,12 +106,14 @@ def pipeline_for_new_users(changes: dict):
         def recommend(request: cold_users.ColdStartRequest) -> np.ndarray:
             allowed = np.zeros(train.n_items, dtype=bool)
             allowed[request.candidates] = True
-            # New users: unknown to the pipeline (-1), known only by their attributes.
-            unknown = np.full(request.histories.shape[0], -1, dtype=np.int64)
+            histories = _histories(request, _everything())
+            # The request comes right after the last given interaction (or, with none
+            # given, at the end of the training data: the pipeline's default).
             result = pipeline.recommend(
-                _histories(request.histories, unknown),
+                histories,
                 request.n,
                 contexts=request.contexts,
+                request_times=np.fmax(histories.last_times(), pipeline.data_end),
                 allowed=allowed,
             )
             return result.items
@@ -125,13 +153,14 @@ def new_users(folds: int) -> None:
     made = cold_users.make_folds(data, folds=folds, attributes=cold_users.ATTRIBUTES)
     print(
         f"(a) new users, ml-100k: {folds} fold(s) of {len(made[0].users)} held-out users; "
-        f"attributes at step 0: {', '.join(cold_users.ATTRIBUTES)}; given items carry no "
-        "order here (the benchmark passes them as a set)"
+        f"attributes at step 0: {', '.join(cold_users.ATTRIBUTES)}; the pipeline gets the "
+        "given items as timed events, as a live request would carry them"
     )
     factories = {
         **cold_users.reference_sources(),
         "pipeline": pipeline_for_new_users({}),
         "pipeline, trending weight 0.3": pipeline_for_new_users({"cold_trending_weight": 0.3}),
+        "pipeline, cold below 5 items": pipeline_for_new_users({"cold_history_threshold": 5}),
         "pipeline, cold below 10 items": pipeline_for_new_users({"cold_history_threshold": 10}),
     }
     rows = cold_users.run(

@@ -70,12 +70,12 @@ class PipelineConfig(BaseModel):
         },
         description="Candidate sources (model registry names) and how many items each proposes.",
     )
-    cold_history_threshold: int = Field(
-        5,
+    cold_history_threshold: int | None = Field(
+        None,
         ge=0,
         description=(
-            "Users with fewer history items than this are cold: context popularity. The "
-            "ranker learns from users with 5+ interactions (the validation split's minimum)."
+            "Users with fewer history items than this are cold (context popularity); None: "
+            "chosen on validation by serving held-out users their last k items both ways."
         ),
     )
     cold_trending_weight: float | None = Field(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -85,9 +86,11 @@ def test_recommend_writes_sources_and_explanations(trained_env, shop_files, tmp_
     assert result.exit_code == 0, result.output
     alone_recs = pd.read_csv(alone, dtype=str)
     _, frames = shop_files
+    manifest = Path(env["RECO_HOME"]) / "models" / "current" / "manifest.json"
+    threshold = json.loads(manifest.read_text())["selection"]["cold_route"]["threshold"]["chosen"]
     items_per_user = frames.interactions.groupby("user_id")["item_id"].nunique()
-    warm = alone_recs["user_id"].map(items_per_user).fillna(0).ge(5)
-    # Users with 5+ items get item-kNN alone; shorter histories stay on the cold route.
+    warm = alone_recs["user_id"].map(items_per_user).fillna(0).ge(threshold)
+    # Long enough histories get item-kNN alone; shorter ones stay on the cold route.
     assert set(alone_recs.loc[warm, "source"]) <= {"itemknn", "fallback"}
     assert set(alone_recs.loc[~warm, "source"]) <= {"segment_popularity", "trending", "popularity"}
 

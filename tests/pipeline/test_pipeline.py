@@ -43,8 +43,9 @@ def test_explanations_name_a_history_item(fitted, everyone):
 
 
 def test_short_histories_take_the_cold_route(fitted, everyone):
-    pipeline = fitted.pipeline
-    threshold = pipeline.config.cold_history_threshold
+    config = fitted.pipeline.config.model_copy(update={"cold_history_threshold": 5})
+    pipeline = replace(fitted.pipeline, config=config, _derived={})
+    threshold = pipeline.cold_threshold
     short = np.flatnonzero((everyone.lengths() > 0) & (everyone.lengths() < threshold))
     long = np.flatnonzero(everyone.lengths() >= threshold)
     assert len(short) and len(long)
@@ -72,6 +73,16 @@ def test_cold_users_get_context_popularity_explained(fitted):
     assert all(r.explanation == POPULAR_OVERALL for r in out[1])
     # context changes the answer
     assert [r.item_id for r in out[0]] != [r.item_id for r in out[1]]
+
+
+def test_the_cold_threshold_was_chosen_on_validation(fitted):
+    routing = fitted.selection.cold_route["threshold"]
+    measured = routing["ndcg@10"]
+    assert measured and all(set(v) == {"warm", "cold"} for v in measured.values())
+    chosen = routing["chosen"]
+    assert fitted.pipeline.config.cold_history_threshold == chosen
+    # from the chosen length on, the warm route wins at every measured length
+    assert all(v["warm"] >= v["cold"] for k, v in measured.items() if int(k) >= chosen)
 
 
 def test_the_cold_blend_weight_was_chosen_on_held_out_users(fitted):
@@ -140,7 +151,7 @@ def test_fallback_fills_when_filters_leave_few_items(fitted, everyone):
 
 def test_served_single_source_is_that_source_alone(fitted, everyone):
     pipeline = replace(fitted.pipeline, mode="itemknn", _derived={})
-    warm = everyone.lengths() >= pipeline.config.cold_history_threshold
+    warm = everyone.lengths() >= pipeline.cold_threshold
     rows = everyone.take(np.flatnonzero(warm)[:30])
     result = pipeline.recommend(rows, N)
     own, _ = pipeline.sources["itemknn"].recommend(rows.matrix, N)

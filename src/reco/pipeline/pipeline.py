@@ -128,6 +128,12 @@ class Pipeline:
     # -- derived helpers (not saved) ---------------------------------------------------
 
     @property
+    def cold_threshold(self) -> int:
+        """History length below which a row is cold (unset: only empty rows are)."""
+        threshold = self.config.cold_history_threshold
+        return 1 if threshold is None else int(threshold)
+
+    @property
     def generator(self) -> CandidateGenerator:
         """The warm route's candidate generator."""
         if "generator" not in self._derived:
@@ -203,7 +209,7 @@ class Pipeline:
             sources=np.full((n_rows, n), None, dtype=object),
             reasons=np.full((n_rows, n), None, dtype=object),
         )
-        cold = histories.lengths() < self.config.cold_history_threshold
+        cold = histories.lengths() < self.cold_threshold
         threads = max(1, self.config.scoring_threads)
         blocks = []
         for route_rows, route in (

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -198,6 +198,24 @@ def fit_pipeline(
         f"{len(holdout):,} held-out validation users; best source {best_source} "
         f"{measured[best_source][SELECTION_METRIC]:.4f})"
     )
+    if config.cold_history_threshold is None:
+        served_inner = Pipeline(
+            config=config,
+            users=data.users,
+            items=data.items,
+            sources=fitted.models,
+            catalog=catalog,
+            ranker=ranker,
+            mode=RANKER_MODE if chosen == PIPELINE_NAME else chosen,
+            history=Histories.empty(0, data.n_items),
+            data_end=np.nan,
+        )
+        routing = _choose_cold_threshold(
+            served_inner, histories.take(holdout), relevant[holdout], allowed
+        )
+        cold_route["threshold"] = routing
+        config = config.model_copy(update={"cold_history_threshold": routing["chosen"]})
+        clock.lap("choose the cold threshold")
 
     final_models = fitted.models
     seconds = dict(fitted.fit_seconds)
@@ -265,6 +283,72 @@ def _user_groups(n_users: int, config: PipelineConfig, rng: np.random.Generator)
 COLD_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.5)
 COLD_USERS_SHARE = 0.1
 COLD_USERS_MAX = 5_000
+
+
+ROUTE_LENGTHS = (1, 2, 3, 5, 10, 20)
+ROUTE_MIN_USERS = 20
+
+
+def _choose_cold_threshold(
+    pipeline: Pipeline, histories: Histories, relevant: Any, allowed: np.ndarray
+) -> dict[str, Any]:
+    """The history length from which the warm route serves better than the cold one.
+
+    Held-out validation users are served from only their last ``k`` items, once by
+    each route, for k in ``ROUTE_LENGTHS`` (users with at least k items); the
+    threshold is the smallest k from which the warm route wins at every measured
+    length (1: warm wins everywhere, only empty histories go cold).
+    """
+    warm_route = replace(
+        pipeline,
+        config=pipeline.config.model_copy(update={"cold_history_threshold": 0}),
+        _derived={},
+    )
+    cold_route = replace(
+        pipeline,
+        config=pipeline.config.model_copy(update={"cold_history_threshold": 10**9}),
+        _derived={},
+    )
+    lengths = histories.lengths()
+    results: dict[str, dict[str, float]] = {}
+    for k in ROUTE_LENGTHS:
+        rows = np.flatnonzero(lengths >= k)
+        if len(rows) < ROUTE_MIN_USERS:
+            continue
+        last_k = _last_items(histories.take(rows), k)
+        times = last_k.last_times()
+        results[str(k)] = {
+            route: _measure(
+                served.recommend(last_k, MEASURE_N, request_times=times, allowed=allowed).items,
+                relevant[rows],
+                allowed,
+            )[SELECTION_METRIC]
+            for route, served in (("warm", warm_route), ("cold", cold_route))
+        }
+    chosen = 1
+    measured = [int(k) for k in results]
+    for k in sorted(measured, reverse=True):
+        if results[str(k)]["warm"] < results[str(k)]["cold"]:
+            chosen = next((m for m in sorted(measured) if m > k), k + 1)
+            break
+    return {"chosen": chosen, "ndcg@10": results}
+
+
+def _last_items(histories: Histories, k: int) -> Histories:
+    """The rows cut to their ``k`` most recent items."""
+    coo = histories.matrix.tocoo()
+    keep = histories.recency.data < k
+    order = np.lexsort((-histories.recency.data[keep], coo.row[keep]))
+    return Histories.from_events(
+        histories.n_rows,
+        histories.n_items,
+        coo.row[keep][order],
+        coo.col[keep][order],
+        weights=coo.data[keep][order],
+        times=histories.times.data[keep][order],
+        seen=histories.seen.data[keep][order] > 0,
+        users=histories.users,
+    )
 
 
 def _choose_cold_blend(
