@@ -10,7 +10,12 @@
    every source alone and the full pipeline.
 4. The best of those on NDCG@10 is served: the pipeline is never worse on validation
    than its best single source.
-5. The sources are refitted on all the data (``refit_on_all``) so the served models
+5. The cold route is tuned where the settings leave it open: the weight of trending
+   in the cold users' blend (users held out whole, served from their attributes,
+   popularity sources refitted without them), and the history length from which
+   the warm route serves better (held-out validation users served from only their
+   last k items by each route).
+6. The sources are refitted on all the data (``refit_on_all``) so the served models
    know every interaction; the ranker stays as trained.
 """
 
