@@ -22,7 +22,7 @@ class RankerConfig(BaseModel):
 
     enabled: bool = Field(True, description="False: serve the best single source, no ranker.")
     learning_rate: float = Field(0.05, gt=0, le=1)
-    num_leaves: int = Field(31, ge=2)
+    num_leaves: int = Field(15, ge=2)
     min_data_in_leaf: int = Field(100, ge=1)
     feature_fraction: float = Field(0.8, gt=0, le=1)
     bagging_fraction: float = Field(0.8, gt=0, le=1)
@@ -60,13 +60,13 @@ class PipelineConfig(BaseModel):
 
     sources: dict[str, int] = Field(
         default_factory=lambda: {
-            "ease": 120,
-            "itemknn": 120,
-            "als": 60,
-            "popularity": 40,
+            "ease": 100,
+            "itemknn": 100,
+            "als": 50,
+            "popularity": 30,
             "segment_popularity": 30,
-            "trending": 40,
-            "content": 40,
+            "trending": 30,
+            "content": 30,
         },
         description="Candidate sources (model registry names) and how many items each proposes.",
     )

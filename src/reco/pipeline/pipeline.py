@@ -185,6 +185,13 @@ class Pipeline:
                 f"histories have {histories.n_items} item columns; the pipeline knows "
                 f"{len(self.items)} items"
             )
+        if allowed is not None:
+            allowed = np.asarray(allowed)
+            if allowed.dtype != bool or allowed.shape != (len(self.items),):
+                raise ValueError(
+                    f"allowed must be a boolean mask over the {len(self.items)} items, got "
+                    f"dtype {allowed.dtype} and shape {allowed.shape}"
+                )
         # Many small matrix products: one BLAS thread each is several times faster than
         # threads fighting over two cores (DESIGN.md, "Habits").
         with threadpool_limits(1, "blas"):

@@ -218,6 +218,25 @@ def fit_pipeline(
         routing = _choose_cold_threshold(
             served_inner, histories.take(holdout), relevant[holdout], allowed
         )
+        if routing["chosen"] > 1:
+            # The threshold must not cost the served pipeline what selection measured:
+            # serve the held-out validation users (whole histories) with it once more.
+            routed = replace(
+                served_inner,
+                config=config.model_copy(update={"cold_history_threshold": routing["chosen"]}),
+                _derived={},
+            )
+            found = routed.recommend(
+                histories.take(holdout),
+                MEASURE_N,
+                request_times=request_times[holdout],
+                allowed=allowed,
+            )
+            with_threshold = _measure(found.items, relevant[holdout], allowed)[SELECTION_METRIC]
+            routing["served_ndcg@10"] = with_threshold
+            if with_threshold < measured[chosen][SELECTION_METRIC]:
+                routing["rejected"] = routing["chosen"]
+                routing["chosen"] = 1
         cold_route["threshold"] = routing
         config = config.model_copy(update={"cold_history_threshold": routing["chosen"]})
         clock.lap("choose the cold threshold")
