@@ -153,6 +153,43 @@ class PipelineConfig(BaseModel):
         return value
 
 
+class ServiceConfig(BaseModel):
+    """The HTTP service (`reco serve`): binding, auth, limits, cache, reloading.
+
+    Set as JSON (``RECO_SERVICE='{"port": 9000}'``) or one field at a time
+    (``RECO_SERVICE__PORT=9000``).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str = Field("127.0.0.1", description="Interface to bind; beyond loopback needs keys.")
+    port: int = Field(8000, ge=1, le=65535)
+    workers: int = Field(1, ge=1, description="uvicorn worker processes.")
+    auth_enabled: bool = Field(
+        True, description="API keys required (secure by default); False only on loopback."
+    )
+    rate_limit_per_second: float = Field(
+        100.0, gt=0, description="Requests per second each API key may sustain (token refill)."
+    )
+    rate_limit_burst: int = Field(200, ge=1, description="Requests a key may make at once.")
+    cache_enabled: bool = Field(True, description="Cache recommendation answers.")
+    cache_ttl_seconds: float = Field(60.0, gt=0, description="How long a cached answer lives.")
+    cache_max_entries: int = Field(10_000, ge=1, description="In-process cache size (LRU).")
+    max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest request body (413).")
+    max_batch_events: int = Field(1_000, ge=1, description="Most events in one POST (413).")
+    max_n: int = Field(500, ge=1, description="Most items one request may ask for.")
+    max_candidates: int = Field(2_000, ge=1, description="Most candidates one rerank may send.")
+    cors_origins: list[str] = Field(
+        default_factory=list, description="Origins allowed by CORS (empty: CORS off)."
+    )
+    reload_check_seconds: float = Field(
+        1.0, gt=0, description="How often a worker looks for a newly promoted model."
+    )
+    catalog_refresh_seconds: float = Field(
+        1.0, gt=0, description="How often a worker rereads item availability from the store."
+    )
+
+
 class Settings(BaseSettings):
     """Everything that configures a reco installation.
 
@@ -160,7 +197,7 @@ class Settings(BaseSettings):
     e.g. ``RECO_HOME=/srv/reco`` or ``RECO_DATABASE_URL=postgresql+psycopg://...``.
     """
 
-    model_config = SettingsConfigDict(env_prefix="RECO_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="RECO_", env_nested_delimiter="__", extra="ignore")
 
     home: Path = Field(Path("var"), description="Where the store, models and caches live.")
     database_url: str | None = Field(
@@ -185,6 +222,16 @@ class Settings(BaseSettings):
         description='Parameters per model, e.g. RECO_MODEL_PARAMS=\'{"als": {"factors": 128}}\'.',
     )
     seed: int = Field(42, description="Seed for every random choice (splits, models).")
+    redis_url: str | None = Field(
+        None,
+        description=(
+            "Redis (e.g. redis://127.0.0.1:6379/0): when set, the service's cache and rate "
+            "limits are shared through it across workers and replicas."
+        ),
+    )
+    service: ServiceConfig = Field(
+        default_factory=ServiceConfig, description="The HTTP service (`reco serve`)."
+    )
 
     @property
     def resolved_database_url(self) -> str:
