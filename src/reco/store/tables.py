@@ -5,6 +5,11 @@
   same events a no-op; there are no foreign keys, because events may name users and
   items nobody described.
 * ``model_versions`` records every trained model and which one is served.
+* ``api_keys`` holds the service's keys: only a SHA-256 of each secret, its role, and
+  when it was revoked.
+
+Deleting a user or an item through the service leaves a tombstone (``deleted_at``) so
+that every worker, and the next training run, knows it is gone.
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ users = Table(
     Column("attributes", JsonDocument, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("deleted_at", DateTime(timezone=True), nullable=True),
 )
 
 items = Table(
@@ -66,6 +72,7 @@ items = Table(
     Column("attributes", JsonDocument, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("deleted_at", DateTime(timezone=True), nullable=True),
 )
 
 interactions = Table(
@@ -106,4 +113,18 @@ model_versions = Table(
         postgresql_where=text("is_current"),
         sqlite_where=text("is_current"),
     ),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("key_id", String(32), primary_key=True),
+    Column("name", String(255), nullable=False),
+    Column("role", String(16), nullable=False),
+    # SHA-256 hex of the secret: keys are long random strings, so a fast hash is safe
+    # and a lookup by hash is one index probe per request.
+    Column("key_hash", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+    Index("uq_api_keys_key_hash", "key_hash", unique=True),
 )
