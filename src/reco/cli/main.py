@@ -11,7 +11,7 @@ import pandas as pd
 import typer
 from rich.console import Console
 
-from reco.cli import data_commands, model_commands
+from reco.cli import data_commands, key_commands, model_commands
 from reco.cli.common import (
     ColumnOptions,
     console,
@@ -31,6 +31,7 @@ app = typer.Typer(
 )
 app.add_typer(data_commands.app, name="data")
 app.add_typer(model_commands.app, name="models")
+app.add_typer(key_commands.app, name="keys")
 
 InteractionsOption = Annotated[
     Path | None,
