@@ -32,11 +32,13 @@ from reco.store.versions import (
 
 __all__ = [
     "IngestReport",
+    "StoreFrames",
     "counts",
     "current_model_version",
     "ingest",
     "list_model_versions",
     "load_frames",
+    "read_watermark",
     "record_model_version",
     "set_current_version",
 ]
@@ -128,8 +130,11 @@ def _read_metadata(connection: Connection, kind: str) -> pd.DataFrame | None:
     else:
         table, id_column = users, schema.USER
         own = []
+    # Tombstoned (deleted) users and items are gone for training too.
     result = connection.execute(
-        select(table.c[id_column], *own, table.c.attributes).order_by(table.c[id_column])
+        select(table.c[id_column], *own, table.c.attributes)
+        .where(table.c.deleted_at.is_(None))
+        .order_by(table.c[id_column])
     ).all()
     if not result:
         return None
@@ -143,21 +148,43 @@ def _read_metadata(connection: Connection, kind: str) -> pd.DataFrame | None:
     return pd.concat([base, extra], axis=1) if len(extra.columns) else base
 
 
-def load_frames(engine: Engine) -> Frames:
+@dataclass
+class StoreFrames(Frames):
+    """Frames read from the store, with the snapshot's ``watermark``: the largest
+    interactions id it holds (0 when empty). Events with larger ids came after it."""
+
+    watermark: int = 0
+
+
+def read_watermark(connection: Connection) -> int:
+    """The largest interactions id visible to ``connection`` (0 when there is none)."""
+    query = select(func.coalesce(func.max(interactions.c.id), 0))
+    return int(connection.execute(query).scalar_one())
+
+
+def load_frames(engine: Engine) -> StoreFrames:
     """Everything in the store as canonical frames, read from one consistent snapshot.
 
     Interactions come in id order (the order they were ingested); items and users have
-    one column per attribute (None when their table is empty).
+    one column per attribute (None when their table is empty), deleted ones left out.
+    ``watermark`` is the largest interactions id of the same snapshot.
     """
     with engine.connect() as connection:
         if is_postgres(connection):
             connection.execution_options(isolation_level="REPEATABLE READ")
         with connection.begin():
             bulk = postgres_bulk if is_postgres(connection) else sqlite_bulk
+            # Same transaction as the reads below, so the watermark is the snapshot's.
+            watermark = read_watermark(connection)
             columns = bulk.read_interactions(connection)
             item_frame = _read_metadata(connection, "items")
             user_frame = _read_metadata(connection, "users")
-    return Frames(interactions=_canonical(columns), items=item_frame, users=user_frame)
+    return StoreFrames(
+        interactions=_canonical(columns),
+        items=item_frame,
+        users=user_frame,
+        watermark=watermark,
+    )
 
 
 def _canonical(columns: dict[str, Any]) -> pd.DataFrame:
