@@ -1,0 +1,175 @@
+"""Live events: validation of whole batches, durable deduplicated appends, reading a
+user's events after a watermark, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import time
+
+import pandas as pd
+import pytest
+from sqlalchemy import text
+
+from reco.data import schema
+from reco.errors import ValidationError
+from reco.store import counts, load_frames
+from reco.store.events import (
+    AppendResult,
+    append_events,
+    events_frame,
+    events_since,
+    watermark,
+)
+
+
+def test_events_become_a_canonical_frame_with_epoch_second_timestamps():
+    before = int(time.time())
+    frame = events_frame(
+        [
+            {"user_id": "u1", "item_id": "i1", "timestamp": 1_700_000_000, "value": 4},
+            {"user_id": "u1", "item_id": 42, "timestamp": "2023-11-14T22:13:20Z"},
+            {"user_id": "u2", "item_id": "i2", "timestamp": "2023-11-14T23:13:20+01:00"},
+            {"user_id": "u2", "item_id": "i3", "timestamp": "2023-11-14T22:13:20"},  # UTC
+            {"user_id": "u2", "item_id": "i4", "timestamp": "1700000000", "event_type": "like"},
+            {"user_id": "u3", "item_id": "i5", "event_id": "e-1", "timestamp": None},
+        ]
+    )
+    after = int(time.time())
+    pd.testing.assert_series_equal(frame.dtypes, schema.empty_interactions().dtypes)
+    assert frame["timestamp"].iloc[:5].tolist() == [1_700_000_000] * 5
+    assert before <= frame["timestamp"].iloc[5] <= after  # no timestamp: it happened now
+    assert frame["item_id"].tolist() == ["i1", "42", "i2", "i3", "i4", "i5"]
+    assert frame["event_type"].tolist() == ["interaction"] * 4 + ["like", "interaction"]
+    assert frame["event_id"].tolist() == [None] * 5 + ["e-1"]
+    assert frame["value"].iloc[0] == 4.0 and frame["value"].iloc[1:].isna().all()
+
+
+def test_every_bad_event_is_listed_by_index_and_field():
+    records = [
+        {"user_id": "u1", "item_id": "i1"},  # fine
+        {"item_id": "i1", "timestamp": 1_700_000_000_000},
+        "not an object",
+        {"user_id": "x" * 600, "item_id": "i\x00", "value": "5"},
+        {"user_id": "u1", "item_id": "i1", "timestamp": "last tuesday", "colour": "red"},
+        {"user_id": "u1", "item_id": "i1", "event_type": "", "event_id": " ", "timestamp": 1.5},
+    ]
+    with pytest.raises(ValidationError) as caught:
+        events_frame(records)
+    problems = caught.value.problems
+    assert [p.split(":")[0] for p in problems] == [
+        "event 1",
+        "event 1",
+        "event 2",
+        "event 3",
+        "event 3",
+        "event 3",
+        "event 4",
+        "event 4",
+        "event 5",
+        "event 5",
+        "event 5",
+    ]
+    assert problems[0] == "event 1: user_id: is missing; every event needs one."
+    assert "divide those by 1000" in problems[1]
+    assert problems[3].startswith("event 3: user_id: is 600 characters long")
+    assert problems[6].startswith("event 4: 'colour': unknown field")
+    assert "ISO 8601" in problems[7]
+    assert "event 0" not in str(caught.value)
+
+
+def test_a_bad_batch_stores_nothing(store):
+    append_events(store, [{"user_id": "u0", "item_id": "i0"}])
+    batch = [{"user_id": f"u{n}", "item_id": "i1"} for n in range(50)]
+    batch[17] = {"user_id": "u17", "item_id": ""}
+    batch[33] = {"user_id": "u33", "item_id": "i1", "value": float("nan")}
+    with pytest.raises(ValidationError, match="2 problem") as caught:
+        append_events(store, batch)
+    assert [p.split(":")[0] for p in caught.value.problems] == ["event 17", "event 33"]
+    assert counts(store)["interactions"] == 1
+
+
+def test_events_are_deduplicated_by_event_id_across_calls(store):
+    first = append_events(
+        store,
+        [
+            {"user_id": "u1", "item_id": "i1", "event_id": "e1"},
+            {"user_id": "u1", "item_id": "i2", "event_id": "e2"},
+            {"user_id": "u1", "item_id": "i2", "event_id": "e2"},  # repeated in the batch
+        ],
+    )
+    assert first == AppendResult(accepted=2, duplicates=1)
+    retried = append_events(
+        store,
+        [
+            {"user_id": "u1", "item_id": "i2", "event_id": "e2", "timestamp": 5},  # same id
+            {"user_id": "u1", "item_id": "i3", "event_id": "e3"},
+        ],
+    )
+    assert retried == AppendResult(accepted=1, duplicates=1)
+    stored = load_frames(store).interactions
+    assert stored["event_id"].tolist() == ["e1", "e2", "e3"]
+    assert append_events(store, []) == AppendResult(accepted=0, duplicates=0)
+
+
+def test_events_record_their_source(store):
+    append_events(store, [{"user_id": "u1", "item_id": "i1"}], source="mobile-app")
+    with store.connect() as connection:
+        sources = connection.execute(text("SELECT source FROM interactions")).scalars().all()
+    assert sources == ["mobile-app"]
+
+
+def test_events_since_returns_those_users_later_events_in_id_order(store):
+    append_events(store, [{"user_id": "u1", "item_id": "old", "timestamp": 1}])
+    mark = watermark(store)
+    for n in range(6):
+        # Timestamps out of order on purpose: the answer follows storage (id) order.
+        append_events(
+            store,
+            [{"user_id": f"u{n % 3}", "item_id": f"i{n}", "timestamp": 100 - n, "value": n}],
+        )
+    got = events_since(store, ["u1", "u2", "u1"], mark)
+    pd.testing.assert_series_equal(got.dtypes, schema.empty_interactions().dtypes)
+    assert got["user_id"].tolist() == ["u1", "u2", "u1", "u2"]
+    assert got["item_id"].tolist() == ["i1", "i2", "i4", "i5"]
+    assert got["timestamp"].tolist() == [99, 98, 96, 95]
+    assert got["value"].tolist() == [1.0, 2.0, 4.0, 5.0]
+    assert events_since(store, ["u1"], 0)["item_id"].tolist() == ["old", "i1", "i4"]
+    assert events_since(store, ["u1"], watermark(store)).empty
+    assert events_since(store, ["nobody", "", "x" * 600], 0).empty
+    assert events_since(store, [], 0).empty
+
+
+def test_events_since_handles_many_users_in_id_order(store):
+    records = [{"user_id": f"u{n:04d}", "item_id": "i", "timestamp": n} for n in range(1_100)]
+    append_events(store, records[::-1])  # stored newest user first
+    got = events_since(store, [r["user_id"] for r in records], 0)
+    assert got["user_id"].tolist() == [r["user_id"] for r in records[::-1]]
+
+
+def test_the_watermark_is_the_largest_interaction_id(store):
+    assert watermark(store) == 0
+    assert load_frames(store).watermark == 0
+    append_events(store, [{"user_id": "u1", "item_id": f"i{n}"} for n in range(5)])
+    with store.connect() as connection:
+        largest = connection.execute(text("SELECT max(id) FROM interactions")).scalar_one()
+    assert watermark(store) == largest
+    assert load_frames(store).watermark == largest
+    append_events(store, [{"user_id": "u2", "item_id": "i9"}])
+    assert watermark(store) > largest
+    assert events_since(store, ["u1", "u2"], largest)["user_id"].tolist() == ["u2"]
+
+
+def test_events_since_reads_through_the_user_index_on_sqlite(tmp_path):
+    from reco.store.db import open_store
+    from reco.store.events import _SINCE
+
+    engine = open_store(f"sqlite:///{tmp_path / 'plan.db'}")
+    try:
+        query = _SINCE.params(user_ids=["u1"], after_id=0).compile(
+            dialect=engine.dialect, compile_kwargs={"literal_binds": True}
+        )
+        with engine.connect() as connection:
+            plan = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {query}").all()
+    finally:
+        engine.dispose()
+    details = " ".join(row[-1] for row in plan)
+    assert "ix_interactions_user_id_timestamp (user_id=?)" in details, details
