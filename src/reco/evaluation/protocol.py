@@ -30,6 +30,7 @@ __all__ = [
     "evaluate_model",
     "evaluate_recommendations",
     "evaluation_users",
+    "holdout_report",
     "protocol_description",
     "relevance_matrix",
     "run_protocol",
@@ -214,24 +215,8 @@ def run_protocol(
         raise ValueError("run_protocol needs at least one model to evaluate")
     say = progress or (lambda _message: None)
     say(f"splitting {name}: {data.n_interactions:,} interactions")
-    train, test = temporal_user_holdout(
-        data, test_fraction=test_fraction, min_interactions=min_interactions, seed=seed
-    )
-    users = evaluation_users(test, train)
-    report = EvaluationReport(
-        dataset={
-            "name": name,
-            "users": int((data.user_counts() > 0).sum()),
-            "items": int((data.item_counts() > 0).sum()),
-            "interactions": data.n_interactions,
-            "train_interactions": train.n_interactions,
-            "test_interactions": test.n_interactions,
-            "test_users": len(users),
-            "fingerprint": data.fingerprint(),
-        },
-        protocol=protocol_description(
-            seed=seed, test_fraction=test_fraction, min_interactions=min_interactions
-        ),
+    train, test, report = holdout_report(
+        data, name=name, seed=seed, test_fraction=test_fraction, min_interactions=min_interactions
     )
     for label, model in models.items():
         say(f"evaluating {label}")
@@ -284,3 +269,33 @@ def _check_protocol_kept(
             f"model {label!r} recommended items already in the user's history; "
             "recommend() must exclude each row's history items"
         )
+
+
+def holdout_report(
+    data: Dataset,
+    *,
+    name: str,
+    seed: int = 42,
+    test_fraction: float = TEST_FRACTION,
+    min_interactions: int = MIN_INTERACTIONS,
+) -> tuple[Dataset, Dataset, EvaluationReport]:
+    """The protocol's temporal holdout of ``data`` and an empty report describing it."""
+    train, test = temporal_user_holdout(
+        data, test_fraction=test_fraction, min_interactions=min_interactions, seed=seed
+    )
+    report = EvaluationReport(
+        dataset={
+            "name": name,
+            "users": int((data.user_counts() > 0).sum()),
+            "items": int((data.item_counts() > 0).sum()),
+            "interactions": data.n_interactions,
+            "train_interactions": train.n_interactions,
+            "test_interactions": test.n_interactions,
+            "test_users": len(evaluation_users(test, train)),
+            "fingerprint": data.fingerprint(),
+        },
+        protocol=protocol_description(
+            seed=seed, test_fraction=test_fraction, min_interactions=min_interactions
+        ),
+    )
+    return train, test, report

@@ -19,16 +19,13 @@ import numpy as np
 from reco.config import PipelineConfig, Settings
 from reco.data.dataset import Dataset
 from reco.data.schema import Frames
-from reco.data.split import temporal_user_holdout
 from reco.evaluation.protocol import (
-    MIN_INTERACTIONS,
-    TEST_FRACTION,
     EvaluationReport,
     ModelEvaluation,
     evaluate_model,
     evaluate_recommendations,
     evaluation_users,
-    protocol_description,
+    holdout_report,
 )
 from reco.models.base import BaseRecommender
 from reco.pipeline.history import Histories
@@ -62,25 +59,7 @@ def evaluate_pipeline(
     models, fitted here on train) under the protocol."""
     say = progress or (lambda _message: None)
     say(f"splitting {name}: {data.n_interactions:,} interactions")
-    train, test = temporal_user_holdout(
-        data, test_fraction=TEST_FRACTION, min_interactions=MIN_INTERACTIONS, seed=seed
-    )
-    users = evaluation_users(test, train)
-    report = EvaluationReport(
-        dataset={
-            "name": name,
-            "users": int((data.user_counts() > 0).sum()),
-            "items": int((data.item_counts() > 0).sum()),
-            "interactions": data.n_interactions,
-            "train_interactions": train.n_interactions,
-            "test_interactions": test.n_interactions,
-            "test_users": len(users),
-            "fingerprint": data.fingerprint(),
-        },
-        protocol=protocol_description(
-            seed=seed, test_fraction=TEST_FRACTION, min_interactions=MIN_INTERACTIONS
-        ),
-    )
+    train, test, report = holdout_report(data, name=name, seed=seed)
     started = time.perf_counter()
     fit = fit_pipeline(train, config, model_params=model_params, seed=seed, progress=say)
     fit_seconds = time.perf_counter() - started
