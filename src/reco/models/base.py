@@ -15,6 +15,7 @@ from __future__ import annotations
 import inspect
 import json
 import zipfile
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, Self, runtime_checkable
 
@@ -53,7 +54,7 @@ class Recommender(Protocol):
     def load(cls, path: Path) -> Self: ...
 
 
-class BaseRecommender:
+class BaseRecommender(ABC):
     """Shared behaviour: fitted checks, top-N with exclusions, fallback, save/load.
 
     Rows of ``histories`` with no interactions get the fallback: the most popular
@@ -82,8 +83,9 @@ class BaseRecommender:
         self._fit(data)
         return self
 
+    @abstractmethod
     def _fit(self, data: Dataset) -> None:
-        raise NotImplementedError(f"{type(self).__name__} must implement _fit")
+        """Learn from ``data`` (earlier state already discarded by :meth:`fit`)."""
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "n_items_"):
@@ -103,9 +105,9 @@ class BaseRecommender:
 
     # -- scoring ---------------------------------------------------------------------
 
+    @abstractmethod
     def _score_rows(self, histories: csr_matrix, users: np.ndarray | None) -> np.ndarray:
         """Dense float32 scores (rows x all items) for a block of history rows."""
-        raise NotImplementedError(f"{type(self).__name__} must implement _score_rows")
 
     def _blocks(self, n_rows: int) -> range:
         step = max(1, SCORE_BLOCK_CELLS // max(1, self.n_items_))
@@ -187,7 +189,9 @@ class BaseRecommender:
         return {}
 
     def _set_state(self, state: dict[str, np.ndarray]) -> None:
-        """Restore what :meth:`_state` returned."""
+        """Restore what :meth:`_state` returned (by default: nothing, so nothing may come)."""
+        if state:
+            raise ValueError(f"unexpected arrays {sorted(state)} for a {self.name} model")
 
     def save(self, path: Path) -> None:
         """Write the model to folder ``path``: params as JSON, arrays as npz (no pickle)."""
