@@ -26,6 +26,21 @@ def shared_data_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def ml100k_binary(shared_data_dir: Path):
+    """ml-100k's u.data (user, item, timestamp) as a Dataset, every row a binary positive."""
+    import pandas as pd
+
+    from reco.data.dataset import Dataset
+
+    frame = pd.read_csv(
+        shared_data_dir / "ml-100k" / "u.data",
+        sep="\t",
+        names=["user_id", "item_id", "rating", "timestamp"],
+    )
+    return Dataset.from_frames(frame[["user_id", "item_id", "timestamp"]])
+
+
+@pytest.fixture(scope="session")
 def postgres_url() -> str:
     """URL of the test PostgreSQL database (RECO_TEST_POSTGRES_URL overrides)."""
     return os.environ.get(

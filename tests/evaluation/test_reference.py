@@ -6,10 +6,7 @@ checks the protocol (split, exclusion, metrics) and nothing else.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
-import pandas as pd
 import pytest
 from scipy.sparse import csr_matrix
 
@@ -57,19 +54,9 @@ class ReferencePopularity(BaseRecommender):
         return np.tile(self.popularity_, (histories.shape[0], 1))
 
 
-def load_ml100k(folder: Path) -> Dataset:
-    """u.data: tab-separated user, item, rating, timestamp; every row a binary positive."""
-    frame = pd.read_csv(
-        folder / "ml-100k" / "u.data",
-        sep="\t",
-        names=["user_id", "item_id", "rating", "timestamp"],
-    )
-    return Dataset.from_frames(frame[["user_id", "item_id", "timestamp"]])
-
-
 @pytest.mark.slow
-def test_protocol_reproduces_the_ml100k_reference_ndcg(shared_data_dir: Path) -> None:
-    data = load_ml100k(shared_data_dir)
+def test_protocol_reproduces_the_ml100k_reference_ndcg(ml100k_binary: Dataset) -> None:
+    data = ml100k_binary
     report = run_protocol(
         {"ease": ReferenceEASE(regularization=200.0), "popularity": ReferencePopularity()},
         data,

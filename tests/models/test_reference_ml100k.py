@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pandas as pd
 import pytest
 
 from reco.data.dataset import Dataset
@@ -17,22 +14,12 @@ REFERENCE_NDCG = {"popularity": 0.119, "itemknn": 0.190, "als": 0.185, "ease": 0
 FLOOR = 0.97  # each model must reach at least 97% of its reference
 
 
-def load_ml100k(folder: Path) -> Dataset:
-    """u.data (user, item, rating, timestamp; tab-separated), every row a binary positive."""
-    frame = pd.read_csv(
-        folder / "ml-100k" / "u.data",
-        sep="\t",
-        names=["user_id", "item_id", "rating", "timestamp"],
-    )
-    return Dataset.from_frames(frame[["user_id", "item_id", "timestamp"]])
-
-
 @pytest.mark.slow
-def test_default_models_reach_the_reference_ndcg(shared_data_dir: Path) -> None:
+def test_default_models_reach_the_reference_ndcg(ml100k_binary: Dataset) -> None:
     assert set(REFERENCE_NDCG) <= set(available_models())
     report = run_protocol(
         {name: create_model(name) for name in REFERENCE_NDCG},
-        load_ml100k(shared_data_dir),
+        ml100k_binary,
         name="ml-100k",
     )
     print(report.to_markdown())
