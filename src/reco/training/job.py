@@ -28,6 +28,7 @@ from reco.models import create_model
 from reco.models.base import BaseRecommender
 from reco.pipeline.sources import source_params
 from reco.registry import ModelRegistry
+from reco.store.repository import StoreFrames
 from reco.training.bundle import ModelBundle
 from reco.training.fit import SELECTION_METRIC, Selection, fit_pipeline
 
@@ -87,7 +88,12 @@ def build_models(settings: Settings) -> dict[str, BaseRecommender]:
 
 
 def train(frames: Frames, settings: Settings, *, progress: Progress | None = None) -> TrainResult:
-    """Fit the pipeline on ``frames``, publish it as a version and make it current."""
+    """Fit the pipeline on ``frames``, publish it as a version and make it current.
+
+    Frames read from the store (:func:`reco.store.repository.load_frames`) carry its
+    watermark, recorded as the manifest's ``store_watermark``: the service adds the
+    events stored after it to the model's histories. Other frames record null.
+    """
     say = progress or (lambda message: log.info(message))
     started = time.perf_counter()
     data = Dataset.from_frames(frames.interactions, frames.items, frames.users)
@@ -115,6 +121,7 @@ def train(frames: Frames, settings: Settings, *, progress: Progress | None = Non
             "seed": settings.seed,
         },
         "data_fingerprint": data.fingerprint(),
+        "store_watermark": frames.watermark if isinstance(frames, StoreFrames) else None,
         "data": {"users": data.n_users, "items": data.n_items, "interactions": data.n_interactions},
         "selected_model": selection.chosen,
         "selection_metric": SELECTION_METRIC,
