@@ -12,6 +12,7 @@ from sqlalchemy import text
 from reco.data import schema
 from reco.errors import ValidationError
 from reco.store import counts, load_frames
+from reco.store.entities import delete_user
 from reco.store.events import (
     AppendResult,
     append_events,
@@ -173,3 +174,16 @@ def test_events_since_reads_through_the_user_index_on_sqlite(tmp_path):
         engine.dispose()
     details = " ".join(row[-1] for row in plan)
     assert "ix_interactions_user_id_timestamp (user_id=?)" in details, details
+
+
+def test_ids_are_not_reused_after_the_newest_events_are_forgotten(store, request):
+    if store.dialect.name == "sqlite":
+        # Without AUTOINCREMENT SQLite hands out max(id) + 1, so deleting the newest rows
+        # lets the next event take an id at or below a model's watermark, and
+        # events_since(watermark) misses it. Needs a migration (AUTOINCREMENT).
+        request.applymarker(pytest.mark.xfail(strict=True, reason="SQLite reuses rowids"))
+    append_events(store, [{"user_id": "a", "item_id": "1"}, {"user_id": "b", "item_id": "2"}])
+    mark = watermark(store)
+    delete_user(store, "b")
+    append_events(store, [{"user_id": "a", "item_id": "3"}])
+    assert events_since(store, ["a"], mark)["item_id"].tolist() == ["3"]
