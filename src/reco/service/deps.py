@@ -1,0 +1,125 @@
+"""Dependencies of the routes: the worker's state, the served model, API keys and limits.
+
+Authentication: ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``. Roles are
+ordered read < write < admin: read for recommendations, items, users, similar items
+and models; write for events and changing users or items; admin for promote and
+rollback. ``/health/*`` and ``/metrics`` are open (for probes and scrapers; bind the
+service where only they reach them, or put them behind your proxy's rules).
+
+Rate limits are per API key (per client address when auth is disabled): a token
+bucket of ``rate_limit_per_second`` with bursts of ``rate_limit_burst``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from reco.service.errors import Problem
+from reco.service.keys import ApiKey, Role, verify_key
+from reco.service.model_holder import NO_MODEL, LoadedModel
+from reco.service.state import ServiceState
+
+_bearer = HTTPBearer(
+    auto_error=False, description="An API key from `reco keys create`, as a Bearer token."
+)
+_key_header = APIKeyHeader(
+    name="X-API-Key", auto_error=False, description="An API key from `reco keys create`."
+)
+NO_MODEL_RETRY_SECONDS = 10
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="reco"'}
+
+
+def get_state(request: Request) -> ServiceState:
+    """The worker's state, built by the lifespan."""
+    return request.app.state.service
+
+
+State = Annotated[ServiceState, Depends(get_state)]
+
+
+def get_model(state: State) -> LoadedModel:
+    """The model to answer with, taken once per request (a swap never changes it under
+    the request); 503 before any model was trained."""
+    model = state.holder.current
+    if model is None:
+        raise Problem(
+            503,
+            state.holder.last_error or NO_MODEL,
+            kind="no-model",
+            headers={"Retry-After": str(NO_MODEL_RETRY_SECONDS)},
+        )
+    return model
+
+
+Model = Annotated[LoadedModel, Depends(get_model)]
+
+
+def require(role: Role) -> Callable[..., ApiKey | None]:
+    """A dependency admitting requests whose key has at least ``role``, within its
+    rate limit. It returns the key (None when auth is disabled)."""
+
+    def authorize(
+        request: Request,
+        state: State,
+        bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+        header_key: Annotated[str | None, Depends(_key_header)],
+    ) -> ApiKey | None:
+        if not state.settings.service.auth_enabled:
+            client = request.client.host if request.client else "unknown"
+            _limit(state, f"ip:{client}")
+            return None
+        secret = bearer.credentials if bearer is not None else header_key
+        if not secret:
+            raise Problem(
+                401,
+                "this endpoint needs an API key: send `Authorization: Bearer <key>` or "
+                "`X-API-Key: <key>` (an admin creates keys with `reco keys create NAME "
+                "--role read|write|admin`)",
+                kind="unauthenticated",
+                headers=_CHALLENGE,
+            )
+        key = verify_key(state.engine, secret)
+        if key is None:
+            raise Problem(
+                401,
+                "the API key is unknown or revoked; check that it was copied whole, or ask "
+                "an admin for a new one (`reco keys create`)",
+                kind="unauthenticated",
+                headers=_CHALLENGE,
+            )
+        request.state.key_id = key.key_id
+        if not key.role.allows(role):
+            raise Problem(
+                403,
+                f"API key {key.key_id} has role {key.role.value}; this endpoint needs "
+                f"{role.value} or above. Use a key with that role.",
+                kind="forbidden",
+            )
+        _limit(state, f"key:{key.key_id}")
+        return key
+
+    authorize.__name__ = f"require_{role.value}"
+    return authorize
+
+
+def _limit(state: ServiceState, who: str) -> None:
+    decision = state.limiter.acquire(who)
+    if not decision.allowed:
+        wait = max(1, math.ceil(decision.retry_after))
+        raise Problem(
+            429,
+            f"rate limit reached ({state.settings.service.rate_limit_per_second:g} requests/s, "
+            f"bursts of {state.settings.service.rate_limit_burst}); retry in {wait} s",
+            kind="rate-limited",
+            headers={"Retry-After": str(wait)},
+        )
+
+
+ReadKey = Annotated[ApiKey | None, Depends(require(Role.READ))]
+WriteKey = Annotated[ApiKey | None, Depends(require(Role.WRITE))]
+AdminKey = Annotated[ApiKey | None, Depends(require(Role.ADMIN))]

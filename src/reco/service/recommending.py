@@ -1,0 +1,337 @@
+"""Answers of the recommendation routes, from the served model and the store.
+
+A known user's history is the model's stored history plus the events stored after the
+model's training snapshot (``events_since(user, watermark)``), so what they just
+consumed leaves their next answer at once. A deleted user is served as a new one. A
+user the model never saw gets the cold route: popularity for their context (stored
+attributes, then the request's), blended with trending.
+
+Items the store marks unavailable or deleted are masked out of every answer; answers
+for users are cached as JSON bytes under (user, parameters + catalogue fingerprint,
+model version), with a fresh ``recommendation_id`` spliced into each response.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from reco.errors import RecoError
+from reco.pipeline.filters import Filters
+from reco.pipeline.history import Histories
+from reco.pipeline.pipeline import Pipeline, Recommendation
+from reco.service.errors import Problem
+from reco.service.model_holder import LoadedModel
+from reco.service.schemas import SessionEvent, SessionRequest
+from reco.service.state import ServiceState
+
+DEFAULT_N = 10
+# Similar items: how many extra neighbours to ask for when some may be unavailable.
+_MAX_SIMILAR_SPARE = 1_000
+
+
+@dataclass(frozen=True)
+class Query:
+    """What a recommendation request asks for, besides whom."""
+
+    n: int = DEFAULT_N
+    categories: tuple[str, ...] = ()
+    exclude_categories: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    explain: bool = True
+    context: Mapping[str, Any] = field(default_factory=dict)
+
+    def filters(self) -> Filters:
+        """The pipeline filters of this query."""
+        return Filters(
+            include_categories=self.categories,
+            exclude_categories=self.exclude_categories,
+            exclude_items=self.exclude,
+        )
+
+    def cache_params(self, catalog_fingerprint: str) -> str:
+        """A canonical text of everything that shapes the answer, for the cache key."""
+        return json.dumps(
+            [
+                self.n,
+                sorted(self.categories),
+                sorted(self.exclude_categories),
+                sorted(self.exclude),
+                self.explain,
+                sorted((str(k), str(v)) for k, v in self.context.items()),
+                catalog_fingerprint,
+            ],
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
+
+
+def new_recommendation_id() -> str:
+    """A fresh id for one answer."""
+    return str(uuid.uuid4())
+
+
+def with_recommendation_id(body: bytes, recommendation_id: str) -> bytes:
+    """``body`` (a JSON object) with ``recommendation_id`` added as its first member."""
+    return b'{"recommendation_id":"' + recommendation_id.encode() + b'",' + body[1:]
+
+
+def user_answer(
+    state: ServiceState, model: LoadedModel, user_id: str, query: Query
+) -> tuple[bytes, bool]:
+    """The answer body for a user (without recommendation id) and whether it was cached."""
+    cache = state.cache
+    params = query.cache_params(state.catalog.fingerprint)
+    if cache is not None:
+        cached = cache.get(user_id, params, model.version)
+        state.metrics.cache_lookups.labels("hit" if cached is not None else "miss").inc()
+        if cached is not None:
+            _count_cached(state, cached)
+            return cached, True
+    histories, context = user_history(state, model, user_id)
+    merged = {**context, **query.context}
+    found = _recommend(state, model, histories, [merged], query.filters(), query.n, None)
+    kind = "cold" if _is_cold(model.pipeline, histories) else "known"
+    _count(state, kind, found)
+    body = _dumps(
+        {
+            "user_id": user_id,
+            "items": _items(found, query.explain),
+            "model_version": model.version,
+        }
+    )
+    if cache is not None:
+        cache.put(user_id, params, model.version, body)
+    return body, False
+
+
+def user_history(
+    state: ServiceState, model: LoadedModel, user_id: str
+) -> tuple[Histories, dict[str, Any]]:
+    """The user's history as of now and their stored attributes.
+
+    Stored history (unless the user was deleted) plus the events stored after the
+    model's snapshot.
+    """
+    from reco.store.entities import deleted_users, get_user
+    from reco.store.events import events_since
+
+    pipeline = model.pipeline
+    stored = get_user(state.engine, user_id)
+    attributes = _scalar_attributes(stored.get("attributes") if stored else None)
+    deleted = False
+    if stored is None and pipeline.users.lookup([user_id])[0] >= 0:
+        deleted = user_id in deleted_users(state.engine, [user_id])
+    if deleted:
+        base = Histories.empty(1, len(pipeline.items), users=np.array([-1]))
+    else:
+        base = pipeline.histories_for([user_id])
+    events = events_since(state.engine, [user_id], model.watermark)
+    return _add_events(pipeline, base, events), attributes
+
+
+def session_answer(state: ServiceState, model: LoadedModel, request: SessionRequest) -> bytes:
+    """The answer body (with its recommendation id) for an anonymous session, a known
+    user plus session events, or a rerank of the caller's candidates."""
+    pipeline = model.pipeline
+    if request.user_id is not None:
+        base, attributes = user_history(state, model, request.user_id)
+    else:
+        base, attributes = Histories.empty(1, len(pipeline.items), users=np.array([-1])), {}
+    events, unknown_history = _session_events(pipeline, request.history)
+    histories = _add_events(pipeline, base, events)
+    allowed = None
+    unknown_candidates: list[str] = []
+    n = request.n or DEFAULT_N
+    if request.candidates is not None:
+        ids = list(dict.fromkeys(request.candidates))
+        found = pipeline.items.lookup(ids)
+        unknown_candidates = [i for i, k in zip(ids, found, strict=True) if k < 0]
+        allowed = np.zeros(len(pipeline.items), dtype=bool)
+        allowed[found[found >= 0]] = True
+        n = request.n or max(1, int((found >= 0).sum()))
+    check_n(state, n)
+    context = {**attributes, **request.context}
+    filters = Filters(
+        include_categories=tuple(request.category),
+        exclude_categories=tuple(request.exclude_category),
+        exclude_items=tuple(request.exclude),
+    )
+    if allowed is not None and not allowed.any():
+        found_items: list[Recommendation] = []
+    else:
+        found_items = _recommend(state, model, histories, [context], filters, n, allowed)
+    kind = "rerank" if allowed is not None else "anonymous"
+    _count(state, kind, found_items)
+    return with_recommendation_id(
+        _dumps(
+            {
+                "user_id": request.user_id,
+                "items": _items(found_items, request.explain),
+                "model_version": model.version,
+                "unknown_history": unknown_history,
+                "unknown_candidates": unknown_candidates,
+            }
+        ),
+        new_recommendation_id(),
+    )
+
+
+def similar_answer(state: ServiceState, model: LoadedModel, item_id: str, n: int) -> bytes:
+    """The answer body (with its recommendation id) of the items most like ``item_id``."""
+    check_n(state, n)
+    unavailable = state.catalog.unavailable
+    spare = min(len(unavailable), _MAX_SIMILAR_SPARE)
+    try:
+        found = model.pipeline.similar_items(item_id, n + spare)
+    except RecoError as exc:
+        if type(exc) is not RecoError:
+            raise
+        found = []  # nothing relates this item to others: an empty answer, not an error
+    found = [r for r in found if r.item_id not in unavailable][:n]
+    _count(state, "similar", found)
+    return with_recommendation_id(
+        _dumps(
+            {
+                "item_id": item_id,
+                "items": _items(found, True),
+                "model_version": model.version,
+            }
+        ),
+        new_recommendation_id(),
+    )
+
+
+def check_n(state: ServiceState, n: int) -> None:
+    """422 when ``n`` passes the configured maximum."""
+    limit = state.settings.service.max_n
+    if n > limit:
+        raise Problem(
+            422,
+            f"n={n} is more than this service returns at once ({limit}); ask for at most "
+            f"{limit} items",
+            kind="invalid-request",
+            extra={"errors": [{"field": "n", "message": f"at most {limit}"}]},
+        )
+
+
+# -- helpers --------------------------------------------------------------------------
+
+
+def _recommend(
+    state: ServiceState,
+    model: LoadedModel,
+    histories: Histories,
+    contexts: list[dict[str, Any]],
+    filters: Filters,
+    n: int,
+    allowed: np.ndarray | None,
+) -> list[Recommendation]:
+    pipeline = model.pipeline
+    available = state.catalog.allowed(model)
+    if available is not None:
+        allowed = available if allowed is None else allowed & available
+    try:
+        result = pipeline.recommend(
+            histories, n, contexts=contexts, filters=filters, allowed=allowed
+        )
+    except ValueError as exc:
+        # The pipeline names the bad input (e.g. an age that is not a number).
+        raise Problem(
+            422, f"the request cannot be answered: {exc}", kind="invalid-request"
+        ) from None
+    return pipeline.to_external(result)[0]
+
+
+def _add_events(pipeline: Pipeline, base: Histories, events: pd.DataFrame | None) -> Histories:
+    """One history row plus newer events (a canonical interaction frame)."""
+    if events is None or len(events) == 0:
+        return base
+    items = pipeline.items.lookup(events["item_id"].to_numpy(dtype=object))
+    keep = items >= 0
+    if not keep.any():
+        return base
+    times = events["timestamp"].astype("float64").to_numpy(na_value=np.nan)
+    seen = None
+    if pipeline.config.seen_event_types is not None:
+        types = events["event_type"].to_numpy(dtype=object)
+        seen = np.isin(types, pipeline.config.seen_event_types)[keep]
+    return base.with_events(
+        np.zeros(int(keep.sum()), dtype=np.int64), items[keep], times=times[keep], seen=seen
+    )
+
+
+def _session_events(
+    pipeline: Pipeline, history: Sequence[str | SessionEvent]
+) -> tuple[pd.DataFrame | None, list[str]]:
+    """The session's history as a canonical-like frame, and the ids the model lacks."""
+    if not history:
+        return None, []
+    from reco.store.events import events_frame
+
+    records = [
+        {"user_id": "session", "item_id": h}
+        if isinstance(h, str)
+        else {"user_id": "session", **h.model_dump()}
+        for h in history
+    ]
+    frame = events_frame(records)
+    found = pipeline.items.lookup(frame["item_id"].to_numpy(dtype=object))
+    unknown = list(dict.fromkeys(frame["item_id"].to_numpy(dtype=object)[found < 0].tolist()))
+    return frame, [str(u) for u in unknown]
+
+
+def _is_cold(pipeline: Pipeline, histories: Histories) -> bool:
+    return bool(histories.lengths()[0] < pipeline.cold_threshold)
+
+
+def _scalar_attributes(attributes: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Stored user attributes usable as request context (plain values only)."""
+    if not attributes:
+        return {}
+    return {
+        str(k): v
+        for k, v in attributes.items()
+        if isinstance(v, str | int | float | bool) and not (isinstance(v, float) and math.isnan(v))
+    }
+
+
+def _items(found: Sequence[Recommendation], explain: bool) -> list[dict[str, Any]]:
+    out = []
+    for rec in found:
+        entry: dict[str, Any] = {
+            "item_id": rec.item_id,
+            "score": rec.score if math.isfinite(rec.score) else 0.0,
+            "source": rec.source,
+        }
+        if explain:
+            entry["explanation"] = rec.explanation
+        out.append(entry)
+    return out
+
+
+def _count(state: ServiceState, kind: str, found: Sequence[Recommendation]) -> None:
+    _count_sources(state, kind, [rec.source for rec in found])
+
+
+def _count_cached(state: ServiceState, body: bytes) -> None:
+    _count_sources(state, "cached", [item["source"] for item in json.loads(body)["items"]])
+
+
+def _count_sources(state: ServiceState, kind: str, sources: Sequence[str]) -> None:
+    metrics = state.metrics
+    metrics.recommendations.labels(kind).inc()
+    for source, count in Counter(sources).items():
+        metrics.recommended_items.labels(source).inc(count)
+
+
+def _dumps(body: dict[str, Any]) -> bytes:
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
