@@ -26,7 +26,7 @@ def test_events_become_a_canonical_frame_with_epoch_second_timestamps():
     before = int(time.time())
     frame = events_frame(
         [
-            {"user_id": "u1", "item_id": "i1", "timestamp": 1_700_000_000, "value": 4},
+            {"user_id": "u1", "item_id": "i1", "timestamp": 1_700_000_000.9, "value": 4},
             {"user_id": "u1", "item_id": 42, "timestamp": "2023-11-14T22:13:20Z"},
             {"user_id": "u2", "item_id": "i2", "timestamp": "2023-11-14T23:13:20+01:00"},
             {"user_id": "u2", "item_id": "i3", "timestamp": "2023-11-14T22:13:20"},  # UTC
@@ -51,7 +51,7 @@ def test_every_bad_event_is_listed_by_index_and_field():
         "not an object",
         {"user_id": "x" * 600, "item_id": "i\x00", "value": "5"},
         {"user_id": "u1", "item_id": "i1", "timestamp": "last tuesday", "colour": "red"},
-        {"user_id": "u1", "item_id": "i1", "event_type": "", "event_id": " ", "timestamp": 1.5},
+        {"user_id": "u1", "item_id": "i1", "event_type": "", "event_id": " ", "timestamp": -5},
     ]
     with pytest.raises(ValidationError) as caught:
         events_frame(records)

@@ -75,8 +75,8 @@ class AppendResult:
 
 
 def _timestamp(value: Any) -> tuple[int | None, str | None]:
-    """Epoch seconds from int / whole float / digits / ISO 8601 text / datetime, or the
-    problem ("<reason>; <fix>"). Text without a time zone is read as UTC."""
+    """Whole epoch seconds (fractions dropped) from a number, digits, ISO 8601 text or a
+    datetime, or the problem ("<reason>; <fix>"). Text without a time zone is UTC."""
     seconds: float | None = None
     if isinstance(value, datetime):
         moment = value if value.tzinfo else value.replace(tzinfo=UTC)
@@ -104,14 +104,15 @@ def _timestamp(value: Any) -> tuple[int | None, str | None]:
             f"{_shown(value)} is a {type(value).__name__}; give epoch seconds, an ISO 8601 "
             "date-time, or leave it out (the event then happened now)"
         )
-    if not math.isfinite(seconds) or seconds != math.floor(seconds):
-        return None, f"{seconds!r} is not a whole number of seconds; round it"
+    if not math.isfinite(seconds):
+        return None, f"{seconds!r} is not a time; give epoch seconds"
     if not 0 <= seconds < _LATEST_TIMESTAMP:
         return None, (
             f"{int(seconds)} is not a time between 1970 and 3000; give seconds since "
             "1970 (not milliseconds: divide those by 1000)"
         )
-    return int(seconds), None
+    # The store keeps whole seconds; a client's fraction (Date.now() / 1000) is dropped.
+    return math.floor(seconds), None
 
 
 def _value(value: Any) -> tuple[float, str | None]:
@@ -129,7 +130,8 @@ def events_frame(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
 
     Each record has ``user_id`` and ``item_id`` (required), and optionally
     ``event_type`` (default "interaction"), ``timestamp`` (epoch seconds or an ISO 8601
-    date-time, UTC when it names no zone; default now, since a live event happens now),
+    date-time, UTC when it names no zone, fractions of a second dropped; default now,
+    since a live event happens now),
     ``value`` (a number) and ``event_id`` (makes retries idempotent). Ids are strings
     (integers are taken as their text) of at most 512 characters without control
     characters.
