@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from reco.errors import ValidationError
 
 
 class RankerConfig(BaseModel):
@@ -190,6 +194,156 @@ class ServiceConfig(BaseModel):
     )
 
 
+# Weight of each event type; None means "the event's value" (a rating of 4 weighs 4).
+# A negative weight marks a dislike: the item is never recommended to that user again.
+DEFAULT_EVENT_TYPES: dict[str, float | None] = {
+    "interaction": 1.0,  # what files without an event type are stored as
+    "view": 1.0,
+    "click": 2.0,
+    "like": 4.0,
+    "purchase": 8.0,
+    "rating": None,
+    "dislike": -1.0,
+}
+
+
+class EventsConfig(BaseModel):
+    """The real-time event path: event types and weights, the bus, online features.
+
+    Set as JSON (``RECO_EVENTS='{"history_length": 100}'``) or one field at a time
+    (``RECO_EVENTS__BUS=redis``).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    types: dict[str, float | None] = Field(
+        default_factory=lambda: dict(DEFAULT_EVENT_TYPES),
+        description=(
+            "Known event types and their weights; null: the event's value (ratings); "
+            "negative: a dislike (never recommended to that user again)."
+        ),
+    )
+    bus: Literal["auto", "memory", "redis"] = Field(
+        "auto", description="Event bus: 'auto' is Redis Streams when redis_url is set, else memory."
+    )
+    stream: str = Field("reco:events", min_length=1, description="Redis stream of events.")
+    group: str = Field(
+        "reco-processors", min_length=1, description="Consumer group the processors share."
+    )
+    key_prefix: str = Field(
+        "reco:online:", min_length=1, description="Prefix of the online features' Redis keys."
+    )
+    max_stream_length: int = Field(
+        100_000,
+        ge=100,
+        description=(
+            "Most entries the stream holds (approximately): processed entries are trimmed, "
+            "and the relay waits while this many are unprocessed (they stay in the store)."
+        ),
+    )
+    claim_idle_ms: int = Field(
+        30_000,
+        ge=100,
+        description="A pending entry idle this long (its consumer died) is claimed by another.",
+    )
+    history_length: int = Field(200, ge=1, description="Recent events kept per user.")
+    history_ttl_days: float | None = Field(
+        None, gt=0, description="Forget a user's recent history after this idle time (Redis)."
+    )
+    trending_half_life_days: float = Field(
+        7.0, gt=0, description="Half-life of the trending counts (the trending model's default)."
+    )
+    segment_attributes: list[str] = Field(
+        default_factory=lambda: ["device", "os", "country"],
+        description="User attributes whose values are segments with their own item counts.",
+    )
+    relay_batch: int = Field(1_000, ge=1, description="Events the relay publishes per round.")
+    process_batch: int = Field(500, ge=1, description="Events a processor applies per round.")
+    poll_seconds: float = Field(
+        0.05, gt=0, description="How often an idle relay looks for new events in the store."
+    )
+    block_ms: int = Field(
+        500, ge=1, description="How long an idle Redis processor waits for entries."
+    )
+    relay_lock_timeout_ms: int = Field(
+        200,
+        ge=1,
+        description=(
+            "PostgreSQL: longest the relay waits for in-flight event writes to commit "
+            "before it tries again later."
+        ),
+    )
+    rebuild_max_events: int | None = Field(
+        None,
+        ge=1,
+        description=(
+            "When the online features start empty, replay only about this many of the "
+            "newest stored events (None: all of them)."
+        ),
+    )
+    process_in_service: bool | None = Field(
+        None,
+        description=(
+            "Whether service workers apply events themselves; None: yes with the memory "
+            "bus, no with Redis (run `reco worker`)."
+        ),
+    )
+
+    @field_validator("types")
+    @classmethod
+    def _check_types(cls, types: dict[str, float | None]) -> dict[str, float | None]:
+        if not types:
+            raise ValueError("at least one event type is needed, e.g. {'view': 1}")
+        for name, weight in types.items():
+            if not name or name != name.strip():
+                raise ValueError(f"event type {name!r} must be non-empty without outer spaces")
+            if weight is not None and not math.isfinite(weight):
+                raise ValueError(f"event type {name!r} has weight {weight!r}; give a number")
+        return types
+
+    def resolved_bus(self, redis_url: str | None) -> Literal["memory", "redis"]:
+        """The bus in use: ``bus``, with 'auto' meaning Redis exactly when a URL is set."""
+        if self.bus == "auto":
+            return "redis" if redis_url else "memory"
+        return self.bus
+
+    def event_weight(self, event_type: str, value: float | None = None) -> float:
+        """The weight of one event: its type's weight, or its value for value-weighted
+        types (1.0 when that value is missing). Raises KeyError naming the known types
+        for an unknown type."""
+        try:
+            weight = self.types[event_type]
+        except KeyError:
+            raise KeyError(
+                f"unknown event type {event_type!r}; known: {', '.join(sorted(self.types))}"
+            ) from None
+        if weight is not None:
+            return float(weight)
+        if value is None or not math.isfinite(value):
+            return 1.0
+        return float(value)
+
+    def is_dislike(self, event_type: str) -> bool:
+        """True for a type with a negative weight: the item is never recommended again."""
+        weight = self.types.get(event_type)
+        return weight is not None and weight < 0
+
+    def check_event_types(self, event_types: Iterable[str | None]) -> None:
+        """Raise ValidationError naming every event (by index) of an unknown type.
+
+        ``None`` stands for the default type (``interaction``) and must be known too.
+        """
+        known = ", ".join(sorted(self.types))
+        problems = [
+            f"event {index}: event_type: {shown!r} is not a known event type; use one of "
+            f"{known} (or add it to RECO_EVENTS__TYPES)."
+            for index, given in enumerate(event_types)
+            if (shown := "interaction" if given is None else given) not in self.types
+        ]
+        if problems:
+            raise ValidationError(problems, source="events")
+
+
 class Settings(BaseSettings):
     """Everything that configures a reco installation.
 
@@ -231,6 +385,10 @@ class Settings(BaseSettings):
     )
     service: ServiceConfig = Field(
         default_factory=ServiceConfig, description="The HTTP service (`reco serve`)."
+    )
+    events: EventsConfig = Field(
+        default_factory=EventsConfig,
+        description="The real-time event path: types and weights, bus, online features.",
     )
 
     @property
