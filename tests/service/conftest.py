@@ -121,21 +121,24 @@ class Service:
         """Headers authenticating with the key of ``role``."""
         return {"Authorization": f"Bearer {self.keys[role]}", **more}
 
+    def _merged(self, role: str, kwargs: dict[str, Any]) -> dict[str, str]:
+        return {**self.headers(role), **kwargs.pop("headers", {})}
+
     def get(self, url: str, role: str = "read", **kwargs: Any):
         """GET with the key of ``role``."""
-        return self.client.get(url, headers=self.headers(role), **kwargs)
+        return self.client.get(url, headers=self._merged(role, kwargs), **kwargs)
 
     def post(self, url: str, role: str = "read", **kwargs: Any):
         """POST with the key of ``role``."""
-        return self.client.post(url, headers=self.headers(role), **kwargs)
+        return self.client.post(url, headers=self._merged(role, kwargs), **kwargs)
 
     def put(self, url: str, role: str = "write", **kwargs: Any):
         """PUT with the key of ``role``."""
-        return self.client.put(url, headers=self.headers(role), **kwargs)
+        return self.client.put(url, headers=self._merged(role, kwargs), **kwargs)
 
     def delete(self, url: str, role: str = "write", **kwargs: Any):
         """DELETE with the key of ``role``."""
-        return self.client.delete(url, headers=self.headers(role), **kwargs)
+        return self.client.delete(url, headers=self._merged(role, kwargs), **kwargs)
 
 
 def add_keys(settings: Settings) -> tuple[dict[str, str], dict[str, str]]:

@@ -21,7 +21,7 @@ from fastapi.responses import Response
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from reco.errors import ValidationError
+from reco.errors import RecoError, ValidationError
 from reco.pipeline.pipeline import UnknownItemError
 
 log = logging.getLogger(__name__)
@@ -175,10 +175,21 @@ def install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(DBAPIError)
     async def _database(request: Request, exc: DBAPIError) -> Response:
-        problem = _database_problem(exc)
-        log.warning(
-            "store error answered %d: %s",
-            problem.status,
-            type(exc.orig).__name__ if exc.orig is not None else type(exc).__name__,
-        )
-        return problem_response(request, problem)
+        return problem_response(request, _logged_database_problem(exc))
+
+    @app.exception_handler(RecoError)
+    async def _reco(request: Request, exc: RecoError) -> Response:
+        # The store functions wrap database errors in a RecoError saying nothing changed.
+        if isinstance(exc.__cause__, DBAPIError):
+            return problem_response(request, _logged_database_problem(exc.__cause__))
+        raise exc  # anything else is a bug: the middleware answers 500 and logs it
+
+
+def _logged_database_problem(exc: DBAPIError) -> Problem:
+    problem = _database_problem(exc)
+    log.warning(
+        "store error answered %d: %s",
+        problem.status,
+        type(exc.orig).__name__ if exc.orig is not None else type(exc).__name__,
+    )
+    return problem

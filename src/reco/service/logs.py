@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 import traceback
 from typing import Any
@@ -17,7 +18,14 @@ from typing import Any
 ACCESS_LOGGER = "reco.service.access"
 access_log = logging.getLogger(ACCESS_LOGGER)
 
-_STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message"}
+# What an API key secret looks like (reco.service.keys): redacted wherever a caller
+# put one by mistake (e.g. in a URL path).
+_SECRET = re.compile(r"(reco_[0-9a-f]{16}_)[A-Za-z0-9_-]{20,}")
+
+
+def redact(text: str) -> str:
+    """``text`` with anything shaped like an API key secret cut to its key id."""
+    return _SECRET.sub(r"\1***", text)
 
 
 class JsonFormatter(logging.Formatter):
@@ -65,7 +73,7 @@ def log_request(
             "fields": {
                 "method": method,
                 "route": route,
-                "path": path[:300],
+                "path": redact(path[:300]),
                 "status": status,
                 "ms": round(milliseconds, 2),
                 "request_id": request_id,

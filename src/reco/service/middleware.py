@@ -20,7 +20,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reco.service.errors import PROBLEM_JSON, Problem, problem_body
-from reco.service.logs import log_request
+from reco.service.logs import log_request, redact
 from reco.service.metrics import ServiceMetrics
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ class ServiceMiddleware:
             log.exception(
                 "unexpected error answering %s %s",
                 scope["method"],
-                scope["path"][:300],
+                redact(scope["path"][:300]),
                 extra={"fields": {"request_id": request_id}},
             )
             self.metrics.errors.labels("internal").inc()
