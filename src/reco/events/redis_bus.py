@@ -1,0 +1,251 @@
+"""Redis Streams as the event bus: one stream, consumer groups, explicit entry ids.
+
+Publishing. Each event is added under its own id (``XADD stream <event id>-0``). Redis
+only accepts an entry id above the stream's last one, even after trimming, so:
+
+* the stream is in event-id order whoever publishes, and a second copy of an event is
+  refused (several relays may run; the losers of a race just get refusals);
+* the stream's ``last-generated-id`` is the relay's durable offset, persisted by Redis
+  together with the entries, the group's pending list and the online features: after
+  a restart from an older snapshot all of them are at the same point, and the relay
+  resumes from there. A stream that no longer exists (new server, or data lost) makes
+  the relay rebuild from the store.
+
+Trimming. ``MAXLEN ~`` would drop the oldest entries even while a consumer group still
+needs them (undelivered, or pending on a dead consumer), losing events. Instead each
+relay round trims with ``MINID ~`` below the oldest entry any group still needs, and
+publishes only while the stream holds fewer than ``max_length`` entries. The stream
+stays bounded and what does not fit waits in the store.
+
+Consuming. Processors of one group share the work (XREADGROUP ``>``); an entry idle
+for ``claim_idle_ms`` on its consumer (which died) is claimed with XAUTOCLAIM by
+another. Entries are acknowledged by the features' apply script, atomically with
+their effect (:mod:`reco.features.redis_features`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from reco.events.bus import BusUnavailable
+from reco.events.event import Event
+
+log = logging.getLogger(__name__)
+
+# What Redis answers to an XADD id at or below the stream's last id.
+_ID_TOO_SMALL = "equal or smaller than the target stream top item"
+# A consumer with nothing pending and idle this long (ms) is forgotten.
+_FORGET_CONSUMER_IDLE_MS = 3_600_000
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _id_number(entry_id: Any) -> int:
+    """The event id of a stream entry id ``"<n>-<seq>"``."""
+    return int(_text(entry_id).partition("-")[0])
+
+
+def _next_id(entry_id: Any) -> str:
+    """The smallest stream id after ``entry_id``."""
+    number, _, sequence = _text(entry_id).partition("-")
+    return f"{number}-{int(sequence or 0) + 1}"
+
+
+@contextmanager
+def _reachable(url_hint: str) -> Iterator[None]:
+    """Turn connection failures into BusUnavailable naming the server."""
+    try:
+        yield
+    except (RedisConnectionError, RedisTimeoutError) as exc:
+        raise BusUnavailable(
+            f"Redis at {url_hint} is unreachable ({exc}); events stay in the store and "
+            "are published once it is back."
+        ) from exc
+
+
+class RedisStreamsBus:
+    """The Redis Streams bus (see :class:`reco.events.bus.EventBus`) and its consumer side.
+
+    ``client`` is a ``redis.Redis``; ``stream`` and ``group`` name the stream and the
+    processors' consumer group; ``max_length`` bounds the stream; ``claim_idle_ms`` is
+    how long an entry stays with an unresponsive consumer before another claims it.
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        stream: str,
+        group: str,
+        max_length: int = 100_000,
+        claim_idle_ms: int = 30_000,
+    ) -> None:
+        self.client = client
+        self.stream = stream
+        self.group = group
+        self.max_length = max_length
+        self.claim_idle_ms = claim_idle_ms
+        kwargs = client.get_connection_kwargs()
+        self._where = f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> RedisStreamsBus:
+        """The bus on the Redis at ``url``; ``options`` as for the constructor."""
+        return cls(redis.Redis.from_url(url, decode_responses=True), **options)
+
+    # -- the group -------------------------------------------------------------------
+
+    def ensure_group(self) -> None:
+        """Create the stream and the consumer group (reading from the start) if absent."""
+        with _reachable(self._where):
+            try:
+                self.client.xgroup_create(self.stream, self.group, id="0", mkstream=True)
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+    # -- publishing (the relay's side) -----------------------------------------------
+
+    def position(self) -> int | None:
+        """The stream's last event id; None when the stream is absent or never had one."""
+        with _reachable(self._where):
+            try:
+                info = self.client.xinfo_stream(self.stream)
+            except ResponseError as exc:
+                if "no such key" in str(exc).lower():
+                    return None
+                raise
+        return _id_number(info["last-generated-id"]) or None
+
+    def room(self) -> int:
+        """Trim what every group is done with; how many entries may be added now."""
+        with _reachable(self._where):
+            self.ensure_group()
+            self.trim()
+            return max(0, self.max_length - int(self.client.xlen(self.stream)))
+
+    def trim(self) -> None:
+        """Drop (approximately) the entries below the oldest one any group still needs."""
+        floors = []
+        for group in self.client.xinfo_groups(self.stream):
+            name = _text(group["name"])
+            summary = self.client.xpending(self.stream, name)
+            if summary["pending"]:
+                floors.append(_text(summary["min"]))
+            else:
+                floors.append(_next_id(group["last-delivered-id"]))
+        if floors:
+            floor = min(floors, key=lambda i: tuple(int(p) for p in i.split("-")))
+            self.client.xtrim(self.stream, minid=floor, approximate=True)
+
+    def publish(self, events: Sequence[Event]) -> int:
+        """XADD each event under its own id, in one round trip; return how many were new."""
+        if not events:
+            return 0
+        with _reachable(self._where):
+            pipe = self.client.pipeline(transaction=False)
+            for event in events:
+                pipe.xadd(self.stream, event.fields(), id=event.entry_id)
+            results = pipe.execute(raise_on_error=False)
+        added = 0
+        for result in results:
+            if isinstance(result, ResponseError):
+                if _ID_TOO_SMALL in str(result):
+                    continue  # already published (by us earlier, or another relay)
+                raise result
+            if isinstance(result, RedisConnectionError | RedisTimeoutError):
+                raise BusUnavailable(f"Redis at {self._where} failed mid-publish: {result}")
+            added += 1
+        return added
+
+    # -- consuming (the processors' side) --------------------------------------------
+
+    def read(self, consumer: str, count: int, block_ms: int | None = None) -> list[Event]:
+        """New entries for ``consumer`` (they become pending on it), waiting up to
+        ``block_ms`` for the first."""
+        reply = self.client.xreadgroup(
+            self.group, consumer, {self.stream: ">"}, count=count, block=block_ms
+        )
+        return self._events(entry for _stream, entries in reply or [] for entry in entries)
+
+    def claim(self, consumer: str, count: int) -> list[Event]:
+        """Entries idle on other consumers for ``claim_idle_ms``, now pending on ``consumer``.
+
+        Entries trimmed while pending cannot be processed any more; they are logged
+        and acknowledged (with MINID trimming this does not happen).
+        """
+        reply = self.client.xautoclaim(
+            self.stream, self.group, consumer, self.claim_idle_ms, start_id="0-0", count=count
+        )
+        entries = reply[1]
+        deleted = reply[2] if len(reply) > 2 else []
+        if deleted:
+            log.error(
+                "events %s were trimmed from %s before group %s processed them; they are "
+                "lost to the online features until a rebuild",
+                [_text(d) for d in deleted],
+                self.stream,
+                self.group,
+            )
+            self.client.xack(self.stream, self.group, *deleted)
+        return self._events(entries)
+
+    def _events(self, entries: Any) -> list[Event]:
+        events = []
+        for entry_id, fields in entries:
+            if fields is None:
+                continue
+            try:
+                events.append(Event.from_entry(entry_id, fields))
+            except ValueError as exc:
+                # Not ours and never will be: acknowledge so it does not block the group.
+                log.error("skipping entry of %s: %s", self.stream, exc)
+                self.client.xack(self.stream, self.group, entry_id)
+        return events
+
+    def processed_through(self) -> int:
+        """The largest event id such that the group has processed every event up to it."""
+        groups = {_text(g["name"]): g for g in self.client.xinfo_groups(self.stream)}
+        group = groups.get(self.group)
+        if group is None:
+            return 0
+        summary = self.client.xpending(self.stream, self.group)
+        if summary["pending"]:
+            return _id_number(summary["min"]) - 1
+        return _id_number(group["last-delivered-id"])
+
+    def backlog(self) -> int:
+        """Entries the group has not finished: pending plus not yet delivered."""
+        for group in self.client.xinfo_groups(self.stream):
+            if _text(group["name"]) == self.group:
+                lag = group.get("lag")
+                if lag is None:  # Redis cannot tell (after deletions): count them
+                    lag = len(
+                        self.client.xrange(self.stream, min=_next_id(group["last-delivered-id"]))
+                    )
+                return int(group["pending"]) + int(lag)
+        return 0
+
+    def forget_idle_consumers(self, keep: str) -> int:
+        """Remove consumers (other than ``keep``) with nothing pending and idle an hour."""
+        removed = 0
+        for info in self.client.xinfo_consumers(self.stream, self.group):
+            name = _text(info["name"])
+            if name != keep and not info["pending"] and info["idle"] > _FORGET_CONSUMER_IDLE_MS:
+                self.client.xgroup_delconsumer(self.stream, self.group, name)
+                removed += 1
+        return removed
+
+    def close(self) -> None:
+        """Close the client's connections."""
+        self.client.close()

@@ -1,0 +1,119 @@
+"""The relay (outbox pattern): publish stored events to the bus in id order.
+
+The store is the source of truth: the API stores events (ids increasing) before it
+answers 202, whatever the state of the bus. Each relay round publishes the stored
+events with ids above the bus's position and at or below the store's settled
+watermark (:func:`reco.events.outbox.settled_watermark`), as many as the bus has room
+for. The bus's own position is the offset: Redis keeps it with the stream, atomically
+with the entries (:mod:`reco.events.redis_bus`); the in-process bus keeps it with the
+in-memory features it feeds. So after the bus was down the relay resumes where the bus
+is, and nothing acknowledged by the API is lost. A bus with no position (new, or it
+lost its data) is refilled from the store: all of it, or the newest
+``rebuild_max_events``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from sqlalchemy import Engine
+
+from reco.events.bus import EventBus
+from reco.events.outbox import read_events, settled_watermark
+
+log = logging.getLogger(__name__)
+
+
+class Relay:
+    """Moves stored events to a bus; one round at a time (:meth:`run_once`) or in a loop.
+
+    Several relays (one per process) may run against one Redis stream: the stream
+    refuses out-of-order and repeated ids, so they cannot lose or duplicate an event,
+    only race for the same work.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        bus: EventBus,
+        *,
+        batch_size: int = 1_000,
+        lock_timeout_ms: int = 200,
+        rebuild_max_events: int | None = None,
+    ) -> None:
+        self.engine = engine
+        self.bus = bus
+        self.batch_size = batch_size
+        self.lock_timeout_ms = lock_timeout_ms
+        self.rebuild_max_events = rebuild_max_events
+        self.published = 0
+
+    def run_once(self) -> int:
+        """Publish the next batch of settled events; return how many were added.
+
+        Raises BusUnavailable when the bus is down (nothing is lost: the events stay
+        in the store for the next round).
+        """
+        room = self.bus.room()
+        if room <= 0:
+            return 0
+        settled = settled_watermark(self.engine, lock_timeout_ms=self.lock_timeout_ms)
+        if settled is None:
+            return 0  # writers in flight on PostgreSQL: next round
+        position = self.bus.position()
+        if position is None:
+            position = self._rebuild_start(settled)
+        if settled <= position:
+            return 0
+        events = read_events(self.engine, position, settled, min(room, self.batch_size))
+        if not events:
+            return 0
+        added = self.bus.publish(events)
+        self.published += added
+        return added
+
+    def _rebuild_start(self, settled: int) -> int:
+        """Where a bus without history starts: the beginning, or the newest events only."""
+        start = 0
+        if self.rebuild_max_events is not None:
+            start = max(0, settled - self.rebuild_max_events)
+        log.info(
+            "the event bus has no history: replaying stored events after id %d to rebuild "
+            "the online features",
+            start,
+        )
+        return start
+
+    def run(
+        self,
+        stop: threading.Event,
+        wake: threading.Event,
+        *,
+        poll_seconds: float = 0.05,
+        max_backoff_seconds: float = 5.0,
+    ) -> None:
+        """Relay until ``stop`` is set; ``wake`` (set after events were stored) skips the
+        wait. Failures (bus or store unreachable) are logged at most once a minute and
+        retried with a growing pause."""
+        backoff = poll_seconds
+        last_warning = 0.0
+        while not stop.is_set():
+            # Cleared before the round, so a wake-up during it is not lost.
+            wake.clear()
+            try:
+                added = self.run_once()
+                backoff = poll_seconds
+            except Exception as exc:  # keep relaying whatever fails; the store holds the events
+                added = 0
+                now = time.monotonic()
+                if now - last_warning > 60:
+                    log.warning("event relay paused: %s", exc)
+                    last_warning = now
+                backoff = min(max_backoff_seconds, backoff * 2)
+                stop.wait(backoff)
+                continue
+            if added:
+                continue  # more may be waiting: no pause while catching up
+            wake.wait(poll_seconds)
