@@ -159,29 +159,49 @@ def test_the_watermark_is_the_largest_interaction_id(store):
     assert events_since(store, ["u1", "u2"], largest)["user_id"].tolist() == ["u2"]
 
 
-def test_events_since_reads_through_the_user_index_on_sqlite(tmp_path):
-    from reco.store.db import open_store
+def _fill_many_users(engine) -> None:
+    """20,000 events of 1,000 users, with planner statistics, written by SQL itself."""
+    series = (
+        "WITH RECURSIVE n(k) AS (SELECT 1 UNION ALL SELECT k + 1 FROM n WHERE k < 20000) "
+        "SELECT k FROM n"
+        if engine.dialect.name == "sqlite"
+        else "SELECT generate_series(1, 20000) AS k"
+    )
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO interactions (dedupe_key, user_id, item_id, event_type, source) "
+                "SELECT 'e:' || k, 'u' || (k % 1000), 'i' || (k % 97), 'view', 'test' "
+                f"FROM ({series}) AS s"
+            )
+        )
+        connection.execute(text("ANALYZE"))
+
+
+def test_events_since_reads_one_index_range_per_user(store):
     from reco.store.events import _SINCE
 
-    engine = open_store(f"sqlite:///{tmp_path / 'plan.db'}")
-    try:
-        query = _SINCE.params(user_ids=["u1"], after_id=0).compile(
-            dialect=engine.dialect, compile_kwargs={"literal_binds": True}
-        )
-        with engine.connect() as connection:
+    _fill_many_users(store)
+    query = _SINCE.params(user_ids=["u1", "u2"], after_id=19_000).compile(
+        dialect=store.dialect, compile_kwargs={"literal_binds": True}
+    )
+    with store.connect() as connection:
+        if store.dialect.name == "sqlite":
             plan = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {query}").all()
-    finally:
-        engine.dispose()
-    details = " ".join(row[-1] for row in plan)
-    assert "ix_interactions_user_id_timestamp (user_id=?)" in details, details
+            details = " ".join(row[-1] for row in plan)
+            assert "USING INDEX ix_interactions_user_id_id (user_id=? AND id>?)" in details, details
+        else:
+            plan = connection.exec_driver_sql(f"EXPLAIN {query}").scalars().all()
+            details = "\n".join(plan)
+            assert "ix_interactions_user_id_id" in details, details
+            index_condition = next(line for line in plan if "Index Cond" in line)
+            assert "user_id" in index_condition and "id >" in index_condition, details
+    assert events_since(store, ["u1", "u2"], 19_000)["user_id"].tolist() == ["u1", "u2"]
 
 
-def test_ids_are_not_reused_after_the_newest_events_are_forgotten(store, request):
-    if store.dialect.name == "sqlite":
-        # Without AUTOINCREMENT SQLite hands out max(id) + 1, so deleting the newest rows
-        # lets the next event take an id at or below a model's watermark, and
-        # events_since(watermark) misses it. Needs a migration (AUTOINCREMENT).
-        request.applymarker(pytest.mark.xfail(strict=True, reason="SQLite reuses rowids"))
+def test_ids_are_not_reused_after_the_newest_events_are_forgotten(store):
+    # Without AUTOINCREMENT SQLite would hand out max(id) + 1, so deleting the newest
+    # rows would let the next event take an id at or below a model's watermark.
     append_events(store, [{"user_id": "a", "item_id": "1"}, {"user_id": "b", "item_id": "2"}])
     mark = watermark(store)
     delete_user(store, "b")

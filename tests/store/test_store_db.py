@@ -53,6 +53,7 @@ def test_interaction_indexes_exist(store):
     assert indexes["uq_interactions_dedupe_key"]["unique"]
     assert indexes["ix_interactions_user_id_timestamp"]["column_names"] == ["user_id", "timestamp"]
     assert indexes["ix_interactions_item_id"]["column_names"] == ["item_id"]
+    assert indexes["ix_interactions_user_id_id"]["column_names"] == ["user_id", "id"]
 
 
 def test_sqlite_runs_in_wal_mode_with_foreign_keys_and_busy_timeout(tmp_path: Path):

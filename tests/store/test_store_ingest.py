@@ -89,6 +89,7 @@ def test_round_trip_keeps_ids_nulls_values_and_order(store, load_path):
     ]
     assert _indexes(store) == [
         "ix_interactions_item_id",
+        "ix_interactions_user_id_id",
         "ix_interactions_user_id_timestamp",
         "uq_interactions_dedupe_key",
     ]

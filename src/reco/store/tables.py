@@ -3,7 +3,8 @@
 * ``users`` and ``items`` hold metadata, one row per id, upserted on ingest.
 * ``interactions`` is an append-only event log. ``dedupe_key`` makes re-ingesting the
   same events a no-op; there are no foreign keys, because events may name users and
-  items nobody described.
+  items nobody described. Ids grow with every insert and are never reused, so
+  "id > watermark" means "stored after the watermark was read".
 * ``model_versions`` records every trained model and which one is served.
 * ``api_keys`` holds the service's keys: only a SHA-256 of each secret, its role, and
   when it was revoked.
@@ -93,6 +94,11 @@ interactions = Table(
     Index("uq_interactions_dedupe_key", "dedupe_key", unique=True),
     Index(None, "user_id", "timestamp"),
     Index(None, "item_id"),
+    # A user's events after a watermark (events_since), in id order, from one range.
+    Index(None, "user_id", "id"),
+    # SQLite: ids never come back after the newest rows are deleted, so an event stored
+    # later always has an id above every earlier watermark. PostgreSQL uses a sequence.
+    sqlite_autoincrement=True,
 )
 
 model_versions = Table(
