@@ -1,4 +1,5 @@
-"""The `reco` command line: demo, ingest, train, evaluate, recommend, similar, data, models."""
+"""The `reco` command line: demo, ingest, train, evaluate, recommend, similar, serve, data,
+models, keys."""
 
 from __future__ import annotations
 
@@ -277,6 +278,39 @@ def similar(
         )
     console.print(f"items like {item} ({title}), version {version_name}:")
     console.print(table)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface to bind (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 8000).", min=1, max=65535)] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Worker processes (default 1).", min=1)
+    ] = None,
+) -> None:
+    """Serve recommendations over HTTP (FastAPI under uvicorn; OpenAPI at /docs).
+
+    Refuses to start (exit code 2) when bound beyond loopback with auth disabled or
+    without an active API key (`reco keys create`).
+    """
+    from reco.service import serve as service
+
+    settings = settings_from_env()
+    changes = {"host": host, "port": port, "workers": workers}
+    changes = {k: v for k, v in changes.items() if v is not None}
+    if changes:
+        settings = settings.model_copy(
+            update={"service": settings.service.model_copy(update=changes)}
+        )
+    refusal = service.check_binding(settings)
+    if refusal is not None:
+        Console(stderr=True).print(f"[bold red]error:[/] {refusal.message}", highlight=False)
+        raise typer.Exit(service.REFUSED)
+    console.print(
+        f"serving on http://{settings.service.host}:{settings.service.port} "
+        f"({settings.service.workers} worker(s)); API docs at /docs"
+    )
+    service.run(settings)
 
 
 @app.command()

@@ -41,7 +41,7 @@ since training), new users (popularity for their context), anonymous sessions an
 reranks of your own candidates; similar items; events; users, items and model versions.
 
 **Auth**: `Authorization: Bearer <key>` or `X-API-Key: <key>` (keys from
-`reco keys create NAME --role read|write|admin`). `/health/*` and `/metrics` are open.
+`reco keys create --name NAME --role read|write|admin`). `/health/*` and `/metrics` are open.
 **Errors** are `application/problem+json` with a `detail` saying how to fix them.
 """
 

@@ -78,7 +78,7 @@ def require(role: Role) -> Callable[..., ApiKey | None]:
             raise Problem(
                 401,
                 "this endpoint needs an API key: send `Authorization: Bearer <key>` or "
-                "`X-API-Key: <key>` (an admin creates keys with `reco keys create NAME "
+                "`X-API-Key: <key>` (an admin creates keys with `reco keys create --name NAME "
                 "--role read|write|admin`)",
                 kind="unauthenticated",
                 headers=_CHALLENGE,
