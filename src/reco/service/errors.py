@@ -124,6 +124,12 @@ def _reco_validation_problem(exc: ValidationError) -> Problem:
 def _http_problem(exc: StarletteHTTPException) -> Problem:
     if exc.status_code == 404:
         detail = "no such endpoint; see /docs for the API (every route is under /v1)"
+    elif exc.status_code == 400 and exc.detail == "There was an error parsing the body":
+        detail = (
+            "the request body cannot be read: send JSON encoded as UTF-8 with "
+            "`Content-Type: application/json`"
+        )
+        return Problem(400, detail, kind="unreadable-body")
     elif exc.status_code == 405:
         allowed = (exc.headers or {}).get("allow", "")
         detail = f"this endpoint does not take that method; it takes: {allowed or 'see /docs'}"

@@ -35,6 +35,7 @@ class ProblemDetails(BaseModel):
 
 
 _DESCRIPTIONS = {
+    400: "The body is not readable JSON.",
     401: "No API key, or an unknown or revoked one.",
     403: "The API key's role is not enough for this endpoint.",
     404: "No such resource.",
@@ -59,4 +60,4 @@ def problems(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 
 READ = (401, 403, 422, 429)
-WRITE = (401, 403, 413, 422, 429, 503)
+WRITE = (400, 401, 403, 413, 422, 429, 503)

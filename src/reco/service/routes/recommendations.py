@@ -73,7 +73,7 @@ def user_recommendations(
 @router.post(
     "/recommendations",
     response_model=SessionResponse,
-    responses=problems(*READ, 413, 503),
+    responses=problems(*READ, 400, 413, 503),
     summary="Recommendations for a session, or a rerank of candidates",
 )
 def session_recommendations(
