@@ -7,7 +7,9 @@ rollback. ``/health/*`` and ``/metrics`` are open (for probes and scrapers; bind
 service where only they reach them, or put them behind your proxy's rules).
 
 Rate limits are per API key (per client address when auth is disabled): a token
-bucket of ``rate_limit_per_second`` with bursts of ``rate_limit_burst``.
+bucket of ``rate_limit_per_second`` with bursts of ``rate_limit_burst``. Requests with
+a wrong key count against their client address's bucket, so guessing keys is limited
+too. A revoked key stops working within a second (see :mod:`reco.service.key_memo`).
 """
 
 from __future__ import annotations
@@ -69,8 +71,8 @@ def require(role: Role) -> Callable[..., ApiKey | None]:
         bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
         header_key: Annotated[str | None, Depends(_key_header)],
     ) -> ApiKey | None:
+        client = request.client.host if request.client else "unknown"
         if not state.settings.service.auth_enabled:
-            client = request.client.host if request.client else "unknown"
             _limit(state, f"ip:{client}")
             return None
         secret = bearer.credentials if bearer is not None else header_key
@@ -83,8 +85,9 @@ def require(role: Role) -> Callable[..., ApiKey | None]:
                 kind="unauthenticated",
                 headers=_CHALLENGE,
             )
-        key = verify_key(state.engine, secret)
+        key = state.keys.verify(secret, lambda given: verify_key(state.engine, given))
         if key is None:
+            _limit(state, f"failed-auth:{client}")
             raise Problem(
                 401,
                 "the API key is unknown or revoked; check that it was copied whole, or ask "

@@ -9,6 +9,7 @@ from sqlalchemy import Engine
 
 from reco.config import Settings
 from reco.service.catalog_state import CatalogState
+from reco.service.key_memo import KeyMemo
 from reco.service.metrics import ServiceMetrics
 from reco.service.model_holder import ModelHolder
 from reco.service.periodic import PeriodicTask
@@ -20,7 +21,8 @@ if TYPE_CHECKING:
 
 @dataclass
 class ServiceState:
-    """The store, the served model, the catalogue state, cache, rate limiter, metrics."""
+    """The store, the served model, the catalogue state, cache, rate limiter, metrics,
+    and the memo of recently verified API keys."""
 
     settings: Settings
     engine: Engine
@@ -30,6 +32,7 @@ class ServiceState:
     limiter: RateLimiter
     metrics: ServiceMetrics
     watchers: list[PeriodicTask] = field(default_factory=list)
+    keys: KeyMemo = field(default_factory=KeyMemo)
 
     def close(self) -> None:
         """Stop the watchers and release the cache and the store."""
