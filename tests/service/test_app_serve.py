@@ -59,3 +59,14 @@ def test_workers_get_one_math_thread(monkeypatch):
         assert all(lib["num_threads"] == 1 for lib in threadpool_info())
     finally:
         limiter.restore_original_limits()
+
+
+def test_several_workers_without_redis_are_warned_about_private_caches(tmp_path):
+    def settings(**changes) -> Settings:
+        redis_url = changes.pop("redis_url", None)
+        return Settings(home=tmp_path, redis_url=redis_url, service=ServiceConfig(**changes))
+
+    assert serve.multi_worker_warning(settings(workers=1)) is None
+    assert "RECO_REDIS_URL" in serve.multi_worker_warning(settings(workers=2))
+    assert serve.multi_worker_warning(settings(workers=2, redis_url="redis://x")) is None
+    assert serve.multi_worker_warning(settings(workers=2, cache_enabled=False)) is None

@@ -306,6 +306,9 @@ def serve(
     if refusal is not None:
         Console(stderr=True).print(f"[bold red]error:[/] {refusal.message}", highlight=False)
         raise typer.Exit(service.REFUSED)
+    warning = service.multi_worker_warning(settings)
+    if warning:
+        Console(stderr=True).print(f"[yellow]warning:[/] {warning}", highlight=False)
     console.print(
         f"serving on http://{settings.service.host}:{settings.service.port} "
         f"({settings.service.workers} worker(s)); API docs at /docs"

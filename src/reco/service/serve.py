@@ -10,6 +10,7 @@ folder so that ``/metrics`` adds up every worker.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import shutil
 import tempfile
@@ -30,6 +31,8 @@ THREAD_VARIABLES = (
     "NUMEXPR_NUM_THREADS",
 )
 REFUSED = 2  # exit code when the configuration is unsafe to serve
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,19 @@ def check_binding(settings: Settings) -> Refusal | None:
             )
     finally:
         engine.dispose()
+    return None
+
+
+def multi_worker_warning(settings: Settings) -> str | None:
+    """A warning when several workers would each keep a private answer cache."""
+    service = settings.service
+    if service.workers > 1 and service.cache_enabled and not settings.redis_url:
+        return (
+            f"{service.workers} workers each cache answers in their own memory: after an "
+            "event or a user change reaches one worker, another may serve that user's "
+            f"earlier answer for up to {service.cache_ttl_seconds:g} s. Set RECO_REDIS_URL "
+            "(shared cache, invalidated everywhere) or RECO_SERVICE__CACHE_ENABLED=false."
+        )
     return None
 
 

@@ -14,13 +14,18 @@ from reco.service.schemas import Health
 router = APIRouter(tags=["health"])
 
 
-@router.get("/health/live", response_model=Health)
+@router.get("/health/live", response_model=Health, response_model_exclude_none=True)
 async def live() -> Health:
     """The process answers (even before any model is trained)."""
     return Health(status="ok")
 
 
-@router.get("/health/ready", response_model=Health, responses=problems(503))
+@router.get(
+    "/health/ready",
+    response_model=Health,
+    response_model_exclude_none=True,
+    responses=problems(503),
+)
 def ready(state: State) -> Health:
     """Ready to serve: a model is loaded and the store answers; 503 with why if not."""
     model = state.holder.current
