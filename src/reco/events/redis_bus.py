@@ -132,12 +132,19 @@ class RedisStreamsBus:
         with _reachable(self._where):
             self.ensure_group()
             self.trim()
-            return max(0, self.max_length - int(self.client.xlen(self.stream)))
+            length = int(self.client.xlen(self.stream))
+            if length >= self.max_length:
+                # `~` only drops whole internal nodes; when one node holds the whole
+                # bound, trim exactly rather than stall the relay.
+                self.trim(approximate=False)
+                length = int(self.client.xlen(self.stream))
+            return max(0, self.max_length - length)
 
-    def trim(self) -> None:
-        """Drop (approximately) the entries below the oldest one any group still needs."""
+    def trim(self, *, approximate: bool = True) -> None:
+        """Drop the entries below the oldest one any group still needs (``approximate``:
+        only whole internal nodes, which is cheap)."""
         floors = []
-        for group in self.client.xinfo_groups(self.stream):
+        for group in self._groups():
             name = _text(group["name"])
             summary = self.client.xpending(self.stream, name)
             if summary["pending"]:
@@ -146,7 +153,7 @@ class RedisStreamsBus:
                 floors.append(_next_id(group["last-delivered-id"]))
         if floors:
             floor = min(floors, key=lambda i: tuple(int(p) for p in i.split("-")))
-            self.client.xtrim(self.stream, minid=floor, approximate=True)
+            self.client.xtrim(self.stream, minid=floor, approximate=approximate)
 
     def publish(self, events: Sequence[Event]) -> int:
         """XADD each event under its own id, in one round trip; return how many were new."""
@@ -213,9 +220,18 @@ class RedisStreamsBus:
                 self.client.xack(self.stream, self.group, entry_id)
         return events
 
+    def _groups(self) -> list[dict[str, Any]]:
+        """XINFO GROUPS of the stream; empty when the stream does not exist (yet)."""
+        try:
+            return self.client.xinfo_groups(self.stream)
+        except ResponseError as exc:
+            if "no such key" in str(exc).lower():
+                return []
+            raise
+
     def processed_through(self) -> int:
         """The largest event id such that the group has processed every event up to it."""
-        groups = {_text(g["name"]): g for g in self.client.xinfo_groups(self.stream)}
+        groups = {_text(g["name"]): g for g in self._groups()}
         group = groups.get(self.group)
         if group is None:
             return 0
@@ -226,7 +242,7 @@ class RedisStreamsBus:
 
     def backlog(self) -> int:
         """Entries the group has not finished: pending plus not yet delivered."""
-        for group in self.client.xinfo_groups(self.stream):
+        for group in self._groups():
             if _text(group["name"]) == self.group:
                 lag = group.get("lag")
                 if lag is None:  # Redis cannot tell (after deletions): count them

@@ -63,6 +63,7 @@ class Relay:
         if settled is None:
             return 0  # writers in flight on PostgreSQL: next round
         position = self.bus.position()
+        rebuilding = position is None
         if position is None:
             position = self._rebuild_start(settled)
         if settled <= position:
@@ -70,21 +71,21 @@ class Relay:
         events = read_events(self.engine, position, settled, min(room, self.batch_size))
         if not events:
             return 0
+        if rebuilding:
+            log.info(
+                "the event bus holds no events: replaying the store from id %d to rebuild "
+                "the online features",
+                events[0].id,
+            )
         added = self.bus.publish(events)
         self.published += added
         return added
 
     def _rebuild_start(self, settled: int) -> int:
         """Where a bus without history starts: the beginning, or the newest events only."""
-        start = 0
-        if self.rebuild_max_events is not None:
-            start = max(0, settled - self.rebuild_max_events)
-        log.info(
-            "the event bus has no history: replaying stored events after id %d to rebuild "
-            "the online features",
-            start,
-        )
-        return start
+        if self.rebuild_max_events is None:
+            return 0
+        return max(0, settled - self.rebuild_max_events)
 
     def run(
         self,
