@@ -1,0 +1,95 @@
+"""`reco worker` as real processes: one is SIGKILLed mid-stream, a second one finishes,
+and every accepted event is counted exactly once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from reco.events import RedisStreamsBus, Relay
+from reco.features import RedisOnlineFeatures
+from reco.store.db import open_store
+from reco.store.events import append_events
+
+pytestmark = pytest.mark.redis
+
+TOTAL = 8_000
+
+
+def start_worker(env: dict[str, str], name: str) -> subprocess.Popen[bytes]:
+    """`reco worker` in a process of its own (stderr to a file: a full pipe would block it)."""
+    log = open(Path(env["RECO_HOME"]) / f"{name}.log", "wb")  # noqa: SIM115 - outlives this call
+    command = "from reco.cli.main import main; main()"
+    args = [sys.executable, "-c", command, "worker", "--consumer", name, "--status-every", "1"]
+    return subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=log)
+
+
+def wait_for(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.005)
+
+
+def test_a_killed_worker_loses_nothing_and_counts_nothing_twice(
+    tmp_path: Path, redis_url, redis_client, prefix, events_factory
+):
+    engine = open_store(f"sqlite:///{tmp_path / 'reco.db'}")
+    env = {
+        **os.environ,
+        "RECO_HOME": str(tmp_path),
+        "RECO_REDIS_URL": redis_url,
+        "RECO_EVENTS__STREAM": prefix + "stream",
+        "RECO_EVENTS__KEY_PREFIX": prefix + "f:",
+        "RECO_EVENTS__GROUP": "workers",
+        "RECO_EVENTS__CLAIM_IDLE_MS": "300",
+        "RECO_EVENTS__PROCESS_BATCH": "200",
+        "RECO_SERVICE__CACHE_ENABLED": "false",
+    }
+    features = RedisOnlineFeatures(redis_client, prefix=prefix + "f:")
+    accepted = 0
+    for start in range(0, TOTAL, 1_000):
+        accepted += append_events(engine, events_factory(1_000, start=start)).accepted
+    assert accepted == TOTAL
+    # Published ahead, so the first worker has a backlog to be killed in the middle of.
+    bus = RedisStreamsBus(redis_client, stream=prefix + "stream", group="workers")
+    relay = Relay(engine, bus, batch_size=2_000)
+    while relay.run_once():
+        pass
+
+    first = start_worker(env, "first")
+    try:
+        wait_for(lambda: features.events_applied() >= 1_500, 60, "the first worker to start")
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    killed_at = features.events_applied()
+    pending_after_kill = redis_client.xpending(prefix + "stream", "workers")["pending"]
+    assert pending_after_kill > 0, "the worker was killed between two batches"
+    assert killed_at < TOTAL, "the worker finished before it could be killed mid-stream"
+    # More events arrive while no worker runs: they wait in the store.
+    for start in range(TOTAL, TOTAL + 2_000, 500):
+        accepted += append_events(engine, events_factory(500, start=start)).accepted
+
+    second = start_worker(env, "second")
+    try:
+        wait_for(lambda: features.events_applied() >= accepted, 60, "the second worker")
+        time.sleep(0.5)  # anything counted twice would show up now
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.wait(timeout=20)
+    log = (tmp_path / "second.log").read_text()
+    assert second.returncode == 0, log
+    assert features.events_applied() == accepted
+    assert int(features.item_counts([f"i{k}" for k in range(13)]).sum()) == accepted
+    assert redis_client.xpending(prefix + "stream", "workers")["pending"] == 0
+    # What the first worker held when it died was taken over by the second.
+    assert "claimed" in log
+    engine.dispose()
