@@ -71,6 +71,7 @@ class PipelineConfig(BaseModel):
             "segment_popularity": 30,
             "trending": 30,
             "content": 30,
+            "two_tower": 50,
         },
         description="Candidate sources (model registry names) and how many items each proposes.",
     )
