@@ -97,6 +97,9 @@ class RedisStreamsBus:
         self.claim_idle_ms = claim_idle_ms
         kwargs = client.get_connection_kwargs()
         self._where = f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
+        # Whether this process has made sure the group exists (reset when the stream
+        # turns out to be gone, e.g. after Redis lost its data).
+        self._group_ready = False
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisStreamsBus:
@@ -113,6 +116,7 @@ class RedisStreamsBus:
             except ResponseError as exc:
                 if "BUSYGROUP" not in str(exc):
                     raise
+        self._group_ready = True
 
     # -- publishing (the relay's side) -----------------------------------------------
 
@@ -123,6 +127,7 @@ class RedisStreamsBus:
                 info = self.client.xinfo_stream(self.stream)
             except ResponseError as exc:
                 if "no such key" in str(exc).lower():
+                    self._group_ready = False
                     return None
                 raise
         return _id_number(info["last-generated-id"]) or None
@@ -130,7 +135,8 @@ class RedisStreamsBus:
     def room(self) -> int:
         """Trim what every group is done with; how many entries may be added now."""
         with _reachable(self._where):
-            self.ensure_group()
+            if not self._group_ready:
+                self.ensure_group()
             self.trim()
             length = int(self.client.xlen(self.stream))
             if length >= self.max_length:
@@ -159,6 +165,8 @@ class RedisStreamsBus:
         """XADD each event under its own id, in one round trip; return how many were new."""
         if not events:
             return 0
+        if not self._group_ready:
+            self.ensure_group()  # before the first entry, so the group reads it
         with _reachable(self._where):
             pipe = self.client.pipeline(transaction=False)
             for event in events:
@@ -183,6 +191,8 @@ class RedisStreamsBus:
         reply = self.client.xreadgroup(
             self.group, consumer, {self.stream: ">"}, count=count, block=block_ms
         )
+        if isinstance(reply, dict):  # RESP3 clients get {stream: [entries]}
+            reply = list(reply.items())
         return self._events(entry for _stream, entries in reply or [] for entry in entries)
 
     def claim(self, consumer: str, count: int) -> list[Event]:

@@ -13,13 +13,15 @@ Keys, all under one prefix (``EventsConfig.key_prefix``):
 Every batch is applied by one Lua script, atomically. How an event is applied at most
 once depends on where it comes from:
 
-* from a Redis stream (``ack=``): the script XACKs each entry and applies it only when
-  XACK answers 1, i.e. when this very call moved it out of the group's pending list.
-  Acknowledging and applying are one atomic step, so a consumer that dies before the
-  script leaves the entry pending (another claims it and applies it) and one that dies
-  after leaves it applied and acknowledged; a slow consumer whose entry was claimed by
-  another finds it already acknowledged and applies nothing. No per-event marker to
-  expire, no ordering assumption: consumers may run batches in any order.
+* from a Redis stream (``ack=``): the script applies a batch only if every one of its
+  entries is still pending in the consumer group, and acknowledges them in the same
+  atomic step. An entry acknowledged before (by this consumer or another one) was
+  applied then; the script names such entries instead of applying anything, and the
+  batch is sent again without them. So a consumer that dies before the script leaves
+  its entries pending (another claims and applies them), one that dies after leaves
+  them applied and acknowledged, and a slow consumer whose entries were claimed by
+  another applies nothing twice. No per-event marker to expire, no ordering
+  assumption: consumers may apply batches in any order.
 * otherwise: a high-water mark, as in memory (ascending ids from one ordered source).
 
 Redis persists the stream, the group's pending list and these keys together, so a
@@ -40,25 +42,24 @@ import redis
 from reco.features.base import EventUpdate, HistoryEntry
 from reco.features.decay import decayed_count, event_exponent, half_life_seconds
 
-# The batch travels as ONE JSON argument, a list of [event id, user, item, history
-# entry (JSON), trending exponent ("" when it does not count), dislike (0/1),
-# [segments]]: packing thousands of separate arguments costs more in redis-py than
-# the whole script costs in Redis. Numbers travel as text: tonumber() parses the
-# shortest round-trip repr exactly, so the floats match the memory backend's.
-#
-# The script first decides which events are new, then applies them grouped by key
-# (one RPUSH per user, one HMGET/HSET per hash, one ZMSCORE/ZADD for trending): a
-# few calls per batch instead of eight per event. Each item's trending score still
-# takes its events one by one in id order, the same float operations as in memory.
+# The batch travels as ONE JSON argument (packing thousands of separate arguments
+# costs more in redis-py than the whole script costs in Redis), already grouped by key
+# here: the script only checks freshness and then makes a few calls per key, since
+# Lua in Redis's single thread is the part every worker shares. Numbers travel as
+# text: tonumber() parses the shortest round-trip repr exactly, and each item's
+# trending score takes its events one by one in id order, so the floats are the
+# memory backend's to the last bit.
 #
 # `#!lua` (no flags): Redis refuses the whole script up front when out of memory,
 # instead of failing half-way through a batch.
 _APPLY = """#!lua
 local prefix, mode, stream, group = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local history_length, ttl_ms = tonumber(ARGV[5]), tonumber(ARGV[6])
-local batch = cjson.decode(ARGV[7])
+local plan = cjson.decode(ARGV[7])
 local CHUNK = 1000  -- even, so field/value pairs never straddle two calls
 local ln2 = math.log(2)
+local ids = plan.ids
+local n = #ids
 
 local function each_chunk(values, call)
   for first = 1, #values, CHUNK do
@@ -66,118 +67,77 @@ local function each_chunk(values, call)
   end
 end
 
-local function append(map, order, key, value)
-  local list = map[key]
-  if list == nil then
-    list = {}
-    map[key] = list
-    order[#order + 1] = key
-  end
-  list[#list + 1] = value
-end
-
--- Which events are new. From a stream: those still pending in the group, acknowledged
--- here (an entry acknowledged before, by anyone, was applied then).
+-- 1. Every event must be new, or nothing is done and the stale ones are named.
 local mark_key = prefix .. 'applied_through'
 local mark = tonumber(redis.call('GET', mark_key) or '0')
-local fresh = {}
-local n = #batch
-if mode == 'ack' and n > 0 then
-  local low, high = tonumber(batch[1][1]), tonumber(batch[n][1])
+local stale = {}
+if mode == 'ack' then
+  local low, high = tonumber(ids[1]), tonumber(ids[n])
   local span = high - low + 1
-  local acks = {}
+  local pending = {}
   if span <= 4 * n then
-    local pending = {}
     local range = redis.call('XPENDING', stream, group, low .. '-0', high .. '-0', span)
     for _, entry in ipairs(range) do pending[entry[1]] = true end
-    for _, event in ipairs(batch) do
-      local entry = event[1] .. '-0'
-      if pending[entry] then
-        pending[entry] = nil  -- a second copy in the same batch is not new
-        fresh[#fresh + 1] = event
-        acks[#acks + 1] = entry
-      end
-    end
-    each_chunk(acks, function(...) redis.call('XACK', stream, group, ...) end)
   else  -- ids too sparse for one range query (old claimed entries): one by one
-    for _, event in ipairs(batch) do
-      if redis.call('XACK', stream, group, event[1] .. '-0') == 1 then
-        fresh[#fresh + 1] = event
+    for _, id in ipairs(ids) do
+      local entry = id .. '-0'
+      if #redis.call('XPENDING', stream, group, entry, entry, 1) > 0 then
+        pending[entry] = true
       end
     end
+  end
+  for _, id in ipairs(ids) do
+    if not pending[id .. '-0'] then stale[#stale + 1] = id end
   end
 else
-  for _, event in ipairs(batch) do
-    if tonumber(event[1]) > mark then
-      fresh[#fresh + 1] = event
-      mark = tonumber(event[1])
-    end
+  for _, id in ipairs(ids) do
+    if tonumber(id) <= mark then stale[#stale + 1] = id end
   end
 end
+if #stale > 0 then return stale end
 
--- Group the new events by key, in id order.
-local histories, users = {}, {}
-local counts, items = {}, {}
-local exponents, trending = {}, {}
-local segments, segment_names = {}, {}
-local dislikes, dislikers = {}, {}
-for _, event in ipairs(fresh) do
-  local id, user, item = tonumber(event[1]), event[2], event[3]
-  if id > mark then mark = id end
-  append(histories, users, user, event[4])
-  if counts[item] == nil then
-    counts[item] = 0
-    items[#items + 1] = item
-  end
-  counts[item] = counts[item] + 1
-  if event[5] ~= '' then
-    append(exponents, trending, item, tonumber(event[5]))
-    for _, segment in ipairs(event[7]) do
-      local per_item = segments[segment]
-      if per_item == nil then
-        per_item = {map = {}, order = {}}
-        segments[segment] = per_item
-        segment_names[#segment_names + 1] = segment
-      end
-      if per_item.map[item] == nil then
-        per_item.map[item] = 0
-        per_item.order[#per_item.order + 1] = item
-      end
-      per_item.map[item] = per_item.map[item] + 1
-    end
-  end
-  if event[6] == 1 then append(dislikes, dislikers, user, item) end
+-- 2. Acknowledge and apply, atomically with the check above.
+if mode == 'ack' then
+  local entries = {}
+  for k, id in ipairs(ids) do entries[k] = id .. '-0' end
+  each_chunk(entries, function(...) redis.call('XACK', stream, group, ...) end)
 end
 
--- Add counts to a hash: one HMGET and one HSET per chunk of fields.
-local function add_counts(key, order, map)
-  for first = 1, #order, CHUNK / 2 do
-    local fields = {unpack(order, first, math.min(first + CHUNK / 2 - 1, #order))}
+local function add_counts(key, counted)  -- counted: {{field, n}, ...}
+  for first = 1, #counted, CHUNK / 2 do
+    local last = math.min(first + CHUNK / 2 - 1, #counted)
+    local fields = {}
+    for k = first, last do fields[#fields + 1] = counted[k][1] end
     local old = redis.call('HMGET', key, unpack(fields))
-    local pairs_ = {}
-    for k, field in ipairs(fields) do
-      pairs_[#pairs_ + 1] = field
-      pairs_[#pairs_ + 1] = (tonumber(old[k]) or 0) + map[field]
+    local values = {}
+    for k = first, last do
+      values[#values + 1] = counted[k][1]
+      values[#values + 1] = (tonumber(old[k - first + 1]) or 0) + counted[k][2]
     end
-    redis.call('HSET', key, unpack(pairs_))
+    redis.call('HSET', key, unpack(values))
   end
 end
 
-for _, user in ipairs(users) do
-  local key = prefix .. 'h:' .. user
+for _, user_entries in ipairs(plan.h) do
+  local key = prefix .. 'h:' .. user_entries[1]
   local length = 0
-  each_chunk(histories[user], function(...) length = redis.call('RPUSH', key, ...) end)
+  each_chunk(user_entries[2], function(...) length = redis.call('RPUSH', key, ...) end)
   if length > history_length then redis.call('LTRIM', key, -history_length, -1) end
   if ttl_ms > 0 then redis.call('PEXPIRE', key, ttl_ms) end
 end
-add_counts(prefix .. 'count', items, counts)
-for first = 1, #trending, CHUNK / 2 do
-  local chunk = {unpack(trending, first, math.min(first + CHUNK / 2 - 1, #trending))}
-  local old = redis.call('ZMSCORE', prefix .. 'trend', unpack(chunk))
+add_counts(prefix .. 'count', plan.c)
+local trend = plan.t
+for first = 1, #trend, CHUNK / 2 do
+  local last = math.min(first + CHUNK / 2 - 1, #trend)
+  local items = {}
+  for k = first, last do items[#items + 1] = trend[k][1] end
+  local old = redis.call('ZMSCORE', prefix .. 'trend', unpack(items))
   local scored = {}
-  for k, item in ipairs(chunk) do
-    local score = old[k] and tonumber(old[k]) or nil
-    for _, e in ipairs(exponents[item]) do
+  for k = first, last do
+    local previous = old[k - first + 1]
+    local score = previous and tonumber(previous) or nil
+    for _, text in ipairs(trend[k][2]) do
+      local e = tonumber(text)
       if score == nil then
         score = e
       else
@@ -186,22 +146,21 @@ for first = 1, #trending, CHUNK / 2 do
       end
     end
     scored[#scored + 1] = score
-    scored[#scored + 1] = item
+    scored[#scored + 1] = trend[k][1]
   end
   redis.call('ZADD', prefix .. 'trend', unpack(scored))
 end
-for _, segment in ipairs(segment_names) do
-  add_counts(prefix .. 'seg:' .. segment, segments[segment].order, segments[segment].map)
+for _, segment in ipairs(plan.s) do
+  add_counts(prefix .. 'seg:' .. segment[1], segment[2])
 end
-for _, user in ipairs(dislikers) do
-  local key = prefix .. 'd:' .. user
-  each_chunk(dislikes[user], function(...) redis.call('SADD', key, ...) end)
+for _, user_items in ipairs(plan.d) do
+  local key = prefix .. 'd:' .. user_items[1]
+  each_chunk(user_items[2], function(...) redis.call('SADD', key, ...) end)
 end
-if #fresh > 0 then
-  redis.call('INCRBY', prefix .. 'events', #fresh)
-  redis.call('SET', mark_key, mark)
-end
-return #fresh
+redis.call('INCRBY', prefix .. 'events', n)
+local top_id = tonumber(ids[n])
+if top_id > mark then redis.call('SET', mark_key, top_id) end
+return n
 """
 
 
@@ -256,46 +215,63 @@ class RedisOnlineFeatures:
     def apply(self, updates: Sequence[EventUpdate], *, ack: StreamAck | None = None) -> int:
         """Apply a batch atomically; return how many events were new.
 
-        With ``ack``, each event is applied exactly when this call acknowledges its
-        stream entry; without, when its id is above the high-water mark.
+        With ``ack``, the events whose stream entries are still pending are applied and
+        acknowledged; without, those above the high-water mark. A repeated id within
+        the batch counts once.
         """
-        if not updates:
-            return 0
-        ordered = sorted(updates, key=lambda u: u.event_id)
-        batch = [
-            [
-                str(update.event_id),
-                update.user,
-                update.item,
-                json.dumps(
-                    [
-                        update.event_id,
-                        update.item,
-                        update.timestamp,
-                        update.event_type,
-                        update.weight,
-                    ],
-                    ensure_ascii=False,
-                    separators=(",", ":"),
-                ),
-                repr(event_exponent(update.timestamp, self.half_life))
-                if update.counts_as_popular
-                else "",
-                1 if update.is_dislike else 0,
-                list(update.segments),
-            ]
-            for update in ordered
-        ]
-        args = [
+        fresh = list({u.event_id: u for u in reversed(updates)}.values())
+        fresh.sort(key=lambda u: u.event_id)
+        head = [
             self.prefix,
             "ack" if ack else "mark",
             ack.stream if ack else "",
             ack.group if ack else "",
             self.history_length,
             self.history_ttl_ms,
-            json.dumps(batch, ensure_ascii=False, separators=(",", ":")),
         ]
-        return int(self._script(args=args))
+        # The script refuses a batch holding any stale event and names those; retry
+        # without them (each round drops at least one, so this ends).
+        while fresh:
+            answer = self._script(args=[*head, self._plan(fresh)])
+            if not isinstance(answer, list):
+                return int(answer)
+            stale = {int(_text(i)) for i in answer}
+            kept = [u for u in fresh if u.event_id not in stale]
+            if len(kept) == len(fresh):  # cannot happen; never loop on it
+                raise RuntimeError(f"the apply script named unknown stale events {answer[:5]}")
+            fresh = kept
+        return 0
+
+    def _plan(self, updates: list[EventUpdate]) -> str:
+        """The script's argument: ids, then each key's changes (JSON, grouped)."""
+        histories: dict[str, list[str]] = {}
+        counts: dict[str, int] = {}
+        exponents: dict[str, list[str]] = {}
+        segments: dict[str, dict[str, int]] = {}
+        dislikes: dict[str, list[str]] = {}
+        for update in updates:  # in id order: lists keep the events' order
+            entry = [update.event_id, update.item, update.timestamp, update.event_type]
+            histories.setdefault(update.user, []).append(
+                json.dumps([*entry, update.weight], ensure_ascii=False, separators=(",", ":"))
+            )
+            counts[update.item] = counts.get(update.item, 0) + 1
+            if update.counts_as_popular:
+                exponent = event_exponent(update.timestamp, self.half_life)
+                exponents.setdefault(update.item, []).append(repr(exponent))
+                for segment in update.segments:
+                    per_item = segments.setdefault(segment, {})
+                    per_item[update.item] = per_item.get(update.item, 0) + 1
+            if update.is_dislike:
+                dislikes.setdefault(update.user, []).append(update.item)
+        plan = {
+            "ids": [str(u.event_id) for u in updates],
+            "h": list(histories.items()),
+            "c": list(counts.items()),
+            "t": list(exponents.items()),
+            "s": [(segment, list(items.items())) for segment, items in segments.items()],
+            "d": list(dislikes.items()),
+        }
+        return json.dumps(plan, ensure_ascii=False, separators=(",", ":"))
 
     def clear(self) -> None:
         """Delete every key under the prefix."""
