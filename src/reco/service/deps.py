@@ -20,10 +20,12 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from reco.service.errors import Problem
 from reco.service.keys import ApiKey, Role, verify_key
 from reco.service.model_holder import NO_MODEL, LoadedModel
+from reco.service.ratelimit import MemoryRateLimiter
 from reco.service.state import ServiceState
 
 _bearer = HTTPBearer(
@@ -36,15 +38,15 @@ NO_MODEL_RETRY_SECONDS = 10
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="reco"'}
 
 
-def get_state(request: Request) -> ServiceState:
-    """The worker's state, built by the lifespan."""
+async def get_state(request: Request) -> ServiceState:
+    """The worker's state, built by the lifespan (async: no threadpool hop)."""
     return request.app.state.service
 
 
 State = Annotated[ServiceState, Depends(get_state)]
 
 
-def get_model(state: State) -> LoadedModel:
+async def get_model(state: State) -> LoadedModel:
     """The model to answer with, taken once per request (a swap never changes it under
     the request); 503 before any model was trained."""
     model = state.holder.current
@@ -65,7 +67,7 @@ def require(role: Role) -> Callable[..., ApiKey | None]:
     """A dependency admitting requests whose key has at least ``role``, within its
     rate limit. It returns the key (None when auth is disabled)."""
 
-    def authorize(
+    async def authorize(
         request: Request,
         state: State,
         bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
@@ -73,7 +75,7 @@ def require(role: Role) -> Callable[..., ApiKey | None]:
     ) -> ApiKey | None:
         client = request.client.host if request.client else "unknown"
         if not state.settings.service.auth_enabled:
-            _limit(state, f"ip:{client}")
+            await _limit(state, f"ip:{client}")
             return None
         secret = bearer.credentials if bearer is not None else header_key
         if not secret:
@@ -85,9 +87,14 @@ def require(role: Role) -> Callable[..., ApiKey | None]:
                 kind="unauthenticated",
                 headers=_CHALLENGE,
             )
-        key = state.keys.verify(secret, lambda given: verify_key(state.engine, given))
+        # Async, with the store (and Redis) reached from the threadpool only when needed:
+        # a request with a remembered key and in-memory limits costs no thread hop here.
+        key = state.keys.recall(secret)
         if key is None:
-            _limit(state, f"failed-auth:{client}")
+            key = await run_in_threadpool(verify_key, state.engine, secret)
+            state.keys.remember(secret, key)
+        if key is None:
+            await _limit(state, f"failed-auth:{client}")
             raise Problem(
                 401,
                 "the API key is unknown or revoked; check that it was copied whole, or ask "
@@ -103,15 +110,19 @@ def require(role: Role) -> Callable[..., ApiKey | None]:
                 f"{role.value} or above. Use a key with that role.",
                 kind="forbidden",
             )
-        _limit(state, f"key:{key.key_id}")
+        await _limit(state, f"key:{key.key_id}")
         return key
 
     authorize.__name__ = f"require_{role.value}"
     return authorize
 
 
-def _limit(state: ServiceState, who: str) -> None:
-    decision = state.limiter.acquire(who)
+async def _limit(state: ServiceState, who: str) -> None:
+    limiter = state.limiter
+    if isinstance(limiter, MemoryRateLimiter):
+        decision = limiter.acquire(who)  # a few microseconds under a lock
+    else:
+        decision = await run_in_threadpool(limiter.acquire, who)
     if not decision.allowed:
         wait = max(1, math.ceil(decision.retry_after))
         raise Problem(

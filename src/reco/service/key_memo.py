@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections.abc import Callable
 
 from reco.service.keys import ApiKey
 
@@ -28,19 +27,24 @@ class KeyMemo:
         self._lock = threading.Lock()
         self._entries: dict[bytes, tuple[float, ApiKey]] = {}
 
-    def verify(self, secret: str, verify: Callable[[str], ApiKey | None]) -> ApiKey | None:
-        """The key for ``secret``: remembered, or from ``verify`` (the store)."""
-        digest = hashlib.sha256(secret.encode("utf-8", "surrogatepass")).digest()
-        now = time.monotonic()
-        entry = self._entries.get(digest)
-        if entry is not None and now - entry[0] < self.ttl:
+    def recall(self, secret: str) -> ApiKey | None:
+        """The key verified for ``secret`` less than ``ttl`` seconds ago, else None."""
+        entry = self._entries.get(_digest(secret))
+        if entry is not None and time.monotonic() - entry[0] < self.ttl:
             return entry[1]
-        key = verify(secret)
+        return None
+
+    def remember(self, secret: str, key: ApiKey | None) -> None:
+        """Note the store's answer for ``secret`` (a None forgets it)."""
+        digest = _digest(secret)
         with self._lock:
             if key is None:
                 self._entries.pop(digest, None)
-            else:
-                if len(self._entries) >= _MAX_ENTRIES:
-                    self._entries.clear()
-                self._entries[digest] = (now, key)
-        return key
+                return
+            if len(self._entries) >= _MAX_ENTRIES:
+                self._entries.clear()
+            self._entries[digest] = (time.monotonic(), key)
+
+
+def _digest(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).digest()
