@@ -27,12 +27,18 @@ REBUILD_MIN_ROWS = 50_000
 # dedupe index in memory (and lets index builds sort in memory); helper threads
 # share the sorting of an index rebuild.
 _BULK_PRAGMAS = {"cache_size": -512 * 1024, "threads": 2}
+# Only batches this large get those settings, for the length of the write: shrinking
+# the cache back afterwards frees the pages the write cached, so doing it on every
+# small write would leave each pooled connection with a cold cache.
+BULK_PRAGMAS_MIN_ROWS = 20_000
 
-_INSERT_INTERACTIONS = (
-    "INSERT OR IGNORE INTO interactions "
+_INSERT_NEW = (
+    "INSERT INTO interactions "
     '(dedupe_key, event_id, user_id, item_id, "timestamp", value, event_type, source, '
     "ingested_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+# Only a known dedupe key skips a row; any other refusal fails the whole batch.
+_INSERT_INTERACTIONS = _INSERT_NEW + " ON CONFLICT (dedupe_key) DO NOTHING"
 
 _READ_INTERACTIONS = (
     'SELECT user_id, item_id, "timestamp", value, event_type, event_id FROM interactions '
@@ -50,8 +56,12 @@ def sqlite_datetime(moment: datetime) -> str:
 
 
 @contextmanager
-def _bulk_settings(raw: Any) -> Iterator[None]:
-    """A big page cache and sorter threads for one bulk write, restored afterwards."""
+def _bulk_settings(raw: Any, rows: int) -> Iterator[None]:
+    """A big page cache and sorter threads for one large bulk write, restored
+    afterwards; smaller writes leave the connection's settings (and cache) alone."""
+    if rows < BULK_PRAGMAS_MIN_ROWS:
+        yield
+        return
     previous = {name: raw.execute(f"PRAGMA {name}").fetchone()[0] for name in _BULK_PRAGMAS}
     for name, value in _BULK_PRAGMAS.items():
         raw.execute(f"PRAGMA {name}={value}")
@@ -79,7 +89,7 @@ def insert_interactions(
     raw = _raw(connection)
     stamp = sqlite_datetime(now)
     added = 0
-    with _bulk_settings(raw):
+    with _bulk_settings(raw, len(rows)):
         indexes: list[tuple[str, str]] = []
         if len(rows) >= REBUILD_MIN_ROWS and _is_empty(raw):
             indexes = raw.execute(
@@ -88,12 +98,13 @@ def insert_interactions(
             ).fetchall()
             for name, _ in indexes:
                 raw.execute(f'DROP INDEX "{name}"')
+        # Without its unique index the table cannot name a conflict; the rows are
+        # distinct and the table empty, so there is none.
+        insert = _INSERT_NEW if indexes else _INSERT_INTERACTIONS
         cursor = raw.cursor()
         try:
             for start in range(0, len(rows), CHUNK_ROWS):
-                cursor.executemany(
-                    _INSERT_INTERACTIONS, rows.rows(start, start + CHUNK_ROWS, source, stamp)
-                )
+                cursor.executemany(insert, rows.rows(start, start + CHUNK_ROWS, source, stamp))
                 added += cursor.rowcount
         finally:
             cursor.close()
