@@ -30,6 +30,23 @@ def start_worker(env: dict[str, str], name: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=log)
 
 
+def pending(client, stream: str) -> int:
+    return client.xpending(stream, "workers")["pending"]
+
+
+def kill_holding_entries(process: subprocess.Popen[bytes], holding) -> None:
+    """SIGKILL the worker at a moment it holds delivered, unacknowledged entries:
+    freeze it (SIGSTOP), look, and let it run on a little when it holds none."""
+    for _ in range(200):
+        process.send_signal(signal.SIGSTOP)
+        if holding():
+            process.send_signal(signal.SIGKILL)
+            return
+        process.send_signal(signal.SIGCONT)
+        time.sleep(0.002)
+    raise AssertionError("the worker never held pending entries")
+
+
 def wait_for(condition, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -67,12 +84,12 @@ def test_a_killed_worker_loses_nothing_and_counts_nothing_twice(
     first = start_worker(env, "first")
     try:
         wait_for(lambda: features.events_applied() >= 1_500, 60, "the first worker to start")
+        kill_holding_entries(first, lambda: pending(redis_client, prefix + "stream") > 0)
     finally:
-        first.send_signal(signal.SIGKILL)
+        first.kill()
         first.wait()
     killed_at = features.events_applied()
-    pending_after_kill = redis_client.xpending(prefix + "stream", "workers")["pending"]
-    assert pending_after_kill > 0, "the worker was killed between two batches"
+    assert pending(redis_client, prefix + "stream") > 0
     assert killed_at < TOTAL, "the worker finished before it could be killed mid-stream"
     # More events arrive while no worker runs: they wait in the store.
     for start in range(TOTAL, TOTAL + 2_000, 500):
