@@ -10,7 +10,15 @@ from sqlalchemy import Engine, inspect, text
 from reco.data import schema
 from reco.data.schema import Frames
 from reco.errors import RecoError, ValidationError
-from reco.store import counts, ingest, load_frames, postgres_bulk, repository, sqlite_bulk
+from reco.store import (
+    counts,
+    ingest,
+    load_frames,
+    postgres_bulk,
+    prepare,
+    repository,
+    sqlite_bulk,
+)
 from reco.store.db import is_postgres
 
 AWKWARD_IDS = [
@@ -47,10 +55,13 @@ def _indexes(engine: Engine) -> list[str]:
     return sorted(i["name"] for i in inspect(engine).get_indexes("interactions"))
 
 
-@pytest.fixture(params=["row_by_row", "rebuild"])
+@pytest.fixture(params=["few", "row_by_row", "rebuild"])
 def load_path(request, monkeypatch) -> str:
-    """Run a test through both insert paths: index maintenance, and bulk load into an
-    empty table with the indexes rebuilt (forced with a tiny threshold)."""
+    """Run a test through every insert path: the plain-Python path for small batches,
+    the bulk path with index maintenance, and bulk load into an empty table with the
+    indexes rebuilt (the bulk paths forced with tiny thresholds)."""
+    if request.param != "few":
+        monkeypatch.setattr(prepare, "FEW_ROWS", 0)
     if request.param == "rebuild":
         monkeypatch.setattr(sqlite_bulk, "REBUILD_MIN_ROWS", 1)
         monkeypatch.setattr(postgres_bulk, "REBUILD_MIN_ROWS", 1)
@@ -265,7 +276,7 @@ def _install_failing_trigger(engine: Engine) -> None:
 def test_a_failure_in_the_last_row_changes_nothing(store, load_path, monkeypatch):
     monkeypatch.setattr(sqlite_bulk, "CHUNK_ROWS", 7)  # fail several chunks in
     _install_failing_trigger(store)
-    if load_path == "row_by_row":
+    if load_path != "rebuild":
         ingest(store, Frames(_interactions(20, seed=3, offset=50_000)), source="before.csv")
     before = load_frames(store).interactions
     indexes = _indexes(store)

@@ -4,8 +4,8 @@
   frame, checking every record first: one bad event rejects the batch with a message
   listing each bad one.
 * :func:`append_events` stores a batch in one transaction through
-  :func:`reco.store.repository.ingest`, so it is deduplicated like any ingest (by
-  ``event_id`` when given).
+  :mod:`reco.store.repository`, so it is deduplicated like any ingest (by
+  ``event_id`` when given); a small batch goes the plain-Python way, without pandas.
 * :func:`events_since` and :func:`watermark` let the service add what happened after a
   model's training snapshot to that model's histories.
 """
@@ -17,7 +17,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -27,8 +27,9 @@ from reco.data import schema
 from reco.data.schema import Frames
 from reco.errors import ValidationError
 from reco.store.entities import _shown, id_problem
-from reco.store.repository import ingest, read_watermark
-from reco.store.tables import interactions
+from reco.store.prepare import FEW_ROWS, event_rows
+from reco.store.repository import ingest, ingest_rows, read_watermark
+from reco.store.tables import MAX_ID_LENGTH, interactions
 
 __all__ = ["AppendResult", "append_events", "events_frame", "events_since", "watermark"]
 
@@ -40,6 +41,7 @@ FIELDS = (
     schema.VALUE,
     schema.EVENT_ID,
 )
+_FIELD_SET = frozenset(FIELDS)
 # Timestamps at or past this (year 3000) are taken for a mistake, most likely
 # milliseconds given for seconds.
 _LATEST_TIMESTAMP = 32_503_680_000
@@ -115,6 +117,18 @@ def _timestamp(value: Any) -> tuple[int | None, str | None]:
     return math.floor(seconds), None
 
 
+def _plain_id(value: Any) -> bool:
+    """True for the common id that needs no closer look: printable ASCII text, not
+    blank, at most MAX_ID_LENGTH characters (:func:`id_problem` accepts every one)."""
+    return (
+        type(value) is str
+        and 0 < len(value) <= MAX_ID_LENGTH
+        and value.isascii()
+        and value.isprintable()
+        and not value.isspace()
+    )
+
+
 def _value(value: Any) -> tuple[float, str | None]:
     if value is None:
         return math.nan, None
@@ -123,6 +137,89 @@ def _value(value: Any) -> tuple[float, str | None]:
     if not math.isfinite(value):
         return math.nan, f"{value!r} is not a finite number; give one or null"
     return float(value), None
+
+
+class _Checked(NamedTuple):
+    """A valid batch as plain columns: ids as text, whole epoch seconds, NaN for no
+    value, None for no event id."""
+
+    users: list[str]
+    items: list[str]
+    timestamps: list[int]
+    values: list[float]
+    event_types: list[str]
+    event_ids: list[str | None]
+
+
+def _checked(records: Sequence[Mapping[str, Any]]) -> _Checked:
+    """Every record checked (see :func:`events_frame`), in plain Python: a single live
+    event must cost microseconds here, not the milliseconds of a DataFrame."""
+    if isinstance(records, Mapping) or not isinstance(records, Sequence):
+        raise ValidationError(
+            [f"the batch is a {type(records).__name__}; give a list of event objects."],
+            source="events",
+        )
+    now = int(time.time())
+    n = len(records)
+    users: list[str] = [""] * n
+    items: list[str] = [""] * n
+    types: list[str] = [schema.DEFAULT_EVENT_TYPE] * n
+    stamps: list[int] = [now] * n
+    values: list[float] = [math.nan] * n
+    event_ids: list[str | None] = [None] * n
+    problems: list[str] = []
+    for index, record in enumerate(records):
+        if not isinstance(record, Mapping):
+            problems.append(
+                f"event {index}: {_shown(record)} is not an object; give an object with "
+                "user_id and item_id."
+            )
+            continue
+        if not record.keys() <= _FIELD_SET:
+            unknown = [str(k) for k in record if k not in _FIELD_SET]
+            problems.append(
+                f"event {index}: {', '.join(map(_shown, unknown))}: unknown field(s); the "
+                f"fields are {', '.join(FIELDS)}."
+            )
+        for field, out in ((schema.USER, users), (schema.ITEM, items)):
+            raw = record.get(field)
+            if _plain_id(raw):
+                out[index] = raw
+            elif raw is None:
+                problems.append(f"event {index}: {field}: is missing; every event needs one.")
+            elif problem := id_problem(raw):
+                problems.append(f"event {index}: {field}: {problem}.")
+            else:
+                out[index] = str(raw)
+        for field in (schema.EVENT_TYPE, schema.EVENT_ID):
+            raw = record.get(field)
+            if raw is None:
+                continue
+            if not _plain_id(raw) and (problem := id_problem(raw)):
+                problems.append(f"event {index}: {field}: {problem}, or leave it out.")
+            elif field == schema.EVENT_TYPE:
+                types[index] = str(raw)
+            else:
+                event_ids[index] = str(raw)
+        raw = record.get(schema.TIMESTAMP)
+        if type(raw) is int and 0 <= raw < _LATEST_TIMESTAMP:
+            stamps[index] = raw
+        elif raw is not None:
+            seconds, problem = _timestamp(raw)
+            if problem:
+                problems.append(f"event {index}: timestamp: {problem}.")
+            else:
+                stamps[index] = int(seconds)
+        raw = record.get(schema.VALUE)
+        if type(raw) is float and math.isfinite(raw):
+            values[index] = raw
+        elif raw is not None:
+            values[index], problem = _value(raw)
+            if problem:
+                problems.append(f"event {index}: value: {problem}.")
+    if problems:
+        raise ValidationError(problems, source="events")
+    return _Checked(users, items, stamps, values, types, event_ids)
 
 
 def events_frame(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
@@ -139,63 +236,21 @@ def events_frame(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     Every record is checked; if any is bad, raises one ValidationError whose problems
     read ``event <index>: <field>: <reason>; <fix>`` (index from 0), one per problem.
     """
-    if isinstance(records, Mapping) or not isinstance(records, Sequence):
-        raise ValidationError(
-            [f"the batch is a {type(records).__name__}; give a list of event objects."],
-            source="events",
-        )
-    now = int(time.time())
-    n = len(records)
-    users: list[str] = [""] * n
-    items: list[str] = [""] * n
-    types: list[str] = [schema.DEFAULT_EVENT_TYPE] * n
-    stamps = np.full(n, now, dtype=np.int64)
-    values = np.full(n, np.nan)
-    event_ids = np.empty(n, dtype=object)  # None where absent
-    problems: list[str] = []
-    for index, record in enumerate(records):
-        if not isinstance(record, Mapping):
-            problems.append(
-                f"event {index}: {_shown(record)} is not an object; give an object with "
-                "user_id and item_id."
-            )
-            continue
-        unknown = [str(k) for k in record if k not in FIELDS]
-        if unknown:
-            problems.append(
-                f"event {index}: {', '.join(map(_shown, unknown))}: unknown field(s); the "
-                f"fields are {', '.join(FIELDS)}."
-            )
-        for field, out in ((schema.USER, users), (schema.ITEM, items)):
-            raw = record.get(field)
-            if raw is None:
-                problems.append(f"event {index}: {field}: is missing; every event needs one.")
-            elif problem := id_problem(raw):
-                problems.append(f"event {index}: {field}: {problem}.")
-            else:
-                out[index] = str(raw)
-        for field in (schema.EVENT_TYPE, schema.EVENT_ID):
-            raw = record.get(field)
-            if raw is None:
-                continue
-            if problem := id_problem(raw):
-                problems.append(f"event {index}: {field}: {problem}, or leave it out.")
-            elif field == schema.EVENT_TYPE:
-                types[index] = str(raw)
-            else:
-                event_ids[index] = str(raw)
-        if record.get(schema.TIMESTAMP) is not None:
-            seconds, problem = _timestamp(record[schema.TIMESTAMP])
-            if problem:
-                problems.append(f"event {index}: timestamp: {problem}.")
-            else:
-                stamps[index] = seconds
-        values[index], problem = _value(record.get(schema.VALUE))
-        if problem:
-            problems.append(f"event {index}: value: {problem}.")
-    if problems:
-        raise ValidationError(problems, source="events")
-    return _canonical(users, items, stamps, None, values, types, event_ids)
+    return _frame_of(_checked(records))
+
+
+def _frame_of(checked: _Checked) -> pd.DataFrame:
+    event_ids = np.empty(len(checked.event_ids), dtype=object)
+    event_ids[:] = checked.event_ids
+    return _canonical(
+        checked.users,
+        checked.items,
+        np.array(checked.timestamps, dtype=np.int64),
+        None,
+        np.array(checked.values, dtype=np.float64),
+        checked.event_types,
+        event_ids,
+    )
 
 
 def _canonical(
@@ -242,11 +297,25 @@ def append_events(
     timestamp and event type) are skipped, so a retried request adds nothing. Raises
     ValidationError as :func:`events_frame` does, and RecoError when the store refuses
     the batch; in both cases nothing is stored.
+
+    Batches of up to :data:`~reco.store.prepare.FEW_ROWS` events never become a
+    DataFrame: they are keyed and written in plain Python (the same keys and rows).
     """
-    frame = events_frame(records)
-    if frame.empty:
+    checked = _checked(records)
+    if not checked.users:
         return AppendResult(accepted=0, duplicates=0)
-    report = ingest(engine, Frames(interactions=frame), source=source)
+    if len(checked.users) <= FEW_ROWS:
+        rows = event_rows(
+            checked.users,
+            checked.items,
+            checked.timestamps,
+            checked.values,
+            checked.event_types,
+            checked.event_ids,
+        )
+        report = ingest_rows(engine, rows, source=source)
+    else:
+        report = ingest(engine, Frames(interactions=_frame_of(checked)), source=source)
     return AppendResult(accepted=report.interactions_added, duplicates=report.duplicates_skipped)
 
 

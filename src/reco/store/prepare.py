@@ -360,6 +360,194 @@ def prepare_interactions(frame: pd.DataFrame, *, source: str) -> InteractionRows
     )
 
 
+# -- small batches in plain Python ----------------------------------------------------
+#
+# A live event or a small batch would spend milliseconds in pandas and Arrow above, for
+# a few microseconds of work. Batches up to FEW_ROWS rows are instead checked, keyed
+# and deduplicated in plain Python, with exactly the rules above: the frame path takes
+# only the dtypes whose text and numbers it converts exactly as pandas does, and hands
+# everything else (and every frame with a problem, so that the messages are the same
+# ones) to prepare_interactions.
+
+FEW_ROWS = 1_000
+# Whole float seconds from this magnitude up do not fit int64; the full path decides.
+_INT64_LIMIT = 2.0**63
+# Integers past 2**53 lose digits on their way through float64 in the full path.
+_EXACT_FLOAT_INT = 2**53
+
+
+@dataclass
+class EventRows:
+    """The distinct events of a small batch as plain tuples, in batch order:
+    (dedupe_key, event_id, user_id, item_id, timestamp, value, event_type), with None
+    for an unknown timestamp, value or event id. ``received`` counts the rows of the
+    batch, repeats included."""
+
+    rows: list[tuple]
+    received: int
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+def content_key(user: str, item: str, timestamp: int | None, event_type: str) -> str:
+    """The dedupe key of an event without an id, as :func:`dedupe_keys` makes it."""
+    stamp = "" if timestamp is None else str(timestamp)
+    joined = f"{user}\x00{item}\x00{stamp}\x00{event_type}".encode()
+    return "h:" + hashlib.blake2b(joined, digest_size=16).hexdigest()
+
+
+def event_rows(
+    users: list[str],
+    items: list[str],
+    timestamps: list[int | None],
+    values: list[float | None],
+    event_types: list[str],
+    event_ids: list[str | None],
+) -> EventRows:
+    """The distinct events of already validated columns (the first of repeats wins),
+    keyed as :func:`dedupe_keys` keys them. A NaN value is stored as unknown (None)."""
+    rows: list[tuple] = []
+    seen: set[str] = set()
+    for user, item, stamp, value, event_type, event_id in zip(
+        users, items, timestamps, values, event_types, event_ids, strict=True
+    ):
+        key = content_key(user, item, stamp, event_type) if event_id is None else "e:" + event_id
+        if key in seen:
+            continue
+        seen.add(key)
+        if value is not None and value != value:  # NaN
+            value = None
+        rows.append((key, event_id, user, item, stamp, value, event_type))
+    return EventRows(rows, len(users))
+
+
+def _absent(value: Any) -> bool:
+    """A missing cell as pandas sees it in the dtypes the small path takes."""
+    return value is None or value is pd.NA or (isinstance(value, float) and value != value)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
+
+
+def _plain_ids(values: pd.Series, *, optional: bool) -> list[str | None] | None:
+    """The ids as text (None where missing), or None when one breaks a rule of
+    :func:`_check_ids` or the dtype is one whose text form is left to pandas."""
+    dtype = values.dtype
+    if not (
+        _is_string_dtype(values)
+        or pd.api.types.is_object_dtype(dtype)
+        or pd.api.types.is_signed_integer_dtype(dtype)
+    ):
+        return None
+    out: list[str | None] = []
+    for value in values.tolist():
+        if _absent(value):
+            if not optional:
+                return None
+            out.append(None)
+            continue
+        if isinstance(value, str):
+            text = str(value)
+        elif _is_int(value):
+            text = str(int(value))
+        else:
+            return None
+        if not text or len(text) > MAX_ID_LENGTH or "\x00" in text:
+            return None
+        out.append(text)
+    return out
+
+
+def _plain_timestamps(values: pd.Series) -> list[int | None] | None:
+    """Epoch seconds (None where missing) as :func:`_numeric_columns` makes them, or
+    None when one is not whole seconds or the dtype is left to pandas (datetimes,
+    text)."""
+    dtype = values.dtype
+    raw = values.tolist()
+    if pd.api.types.is_signed_integer_dtype(dtype):
+        return [None if _absent(v) else int(v) for v in raw]
+    if not (pd.api.types.is_float_dtype(dtype) or pd.api.types.is_object_dtype(dtype)):
+        return None
+    out: list[int | None] = []
+    for value in raw:
+        if _absent(value):
+            out.append(None)
+            continue
+        if _is_int(value) and abs(int(value)) < _EXACT_FLOAT_INT:
+            out.append(int(value))
+            continue
+        if not isinstance(value, float | np.floating):
+            return None
+        number = float(value)
+        if not math.isfinite(number) or number % 1.0 != 0 or abs(number) >= _INT64_LIMIT:
+            return None
+        out.append(int(number))
+    return out
+
+
+def _plain_values(values: pd.Series) -> list[float | None] | None:
+    """Values as floats (None where missing), or None for anything that is not a
+    number (text, booleans) or that pandas would convert differently."""
+    dtype = values.dtype
+    if not (pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_object_dtype(dtype)) or (
+        pd.api.types.is_bool_dtype(dtype)
+    ):
+        return None
+    out: list[float | None] = []
+    for value in values.tolist():
+        if _absent(value):
+            out.append(None)
+        elif isinstance(value, float | np.floating) or (
+            _is_int(value) and abs(int(value)) < _EXACT_FLOAT_INT
+        ):
+            out.append(float(value))
+        else:
+            return None
+    return out
+
+
+def few_interaction_rows(frame: pd.DataFrame) -> EventRows | None:
+    """The distinct events of a small interaction frame (at most FEW_ROWS rows), checked
+    in plain Python with the rules of :func:`prepare_interactions`, giving the same
+    rows it would give.
+
+    None when the frame is larger, has a problem, or holds a dtype this path leaves to
+    pandas: then :func:`prepare_interactions` handles it (and names every problem).
+    """
+    if (
+        len(frame) > FEW_ROWS
+        or not frame.columns.is_unique
+        or any(c not in frame.columns for c in schema.REQUIRED_INTERACTION_COLUMNS)
+    ):
+        return None
+    n = len(frame)
+    users = _plain_ids(frame[schema.USER], optional=False)
+    items = _plain_ids(frame[schema.ITEM], optional=False)
+    types: list[str | None] | None = [None] * n
+    event_ids: list[str | None] | None = [None] * n
+    if schema.EVENT_TYPE in frame.columns:
+        types = _plain_ids(frame[schema.EVENT_TYPE], optional=True)
+    if schema.EVENT_ID in frame.columns:
+        event_ids = _plain_ids(frame[schema.EVENT_ID], optional=True)
+    stamps: list[int | None] | None = [None] * n
+    values: list[float | None] | None = [None] * n
+    if schema.TIMESTAMP in frame.columns:
+        stamps = _plain_timestamps(frame[schema.TIMESTAMP])
+    if schema.VALUE in frame.columns:
+        values = _plain_values(frame[schema.VALUE])
+    if users is None or items is None or types is None or event_ids is None:
+        return None
+    if stamps is None or values is None:
+        return None
+    types = [schema.DEFAULT_EVENT_TYPE if t is None else t for t in types]
+    try:
+        return event_rows(users, items, stamps, values, types, event_ids)  # type: ignore[arg-type]
+    except UnicodeEncodeError:  # a lone surrogate: left to the full path, as before
+        return None
+
+
 def _is_missing(value: Any) -> bool:
     if value is None or value is pd.NA or value is pd.NaT:
         return True

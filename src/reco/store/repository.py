@@ -2,7 +2,9 @@
 and keep track of model versions.
 
 ``ingest`` writes a whole batch in ONE transaction (all of it or nothing) through the
-fastest path each backend has: COPY on PostgreSQL, chunked executemany on SQLite.
+fastest path each backend has: COPY on PostgreSQL, chunked executemany on SQLite, and
+for small batches (up to :data:`~reco.store.prepare.FEW_ROWS` events, such as live
+events) plain Python checks and one executemany on either.
 """
 
 from __future__ import annotations
@@ -21,7 +23,15 @@ from reco.data.schema import Frames
 from reco.errors import RecoError
 from reco.store import postgres_bulk, sqlite_bulk
 from reco.store.db import is_postgres, redacted, write_transaction
-from reco.store.prepare import ITEM_COLUMNS, prepare_interactions, prepare_metadata
+from reco.store.prepare import (
+    ITEM_COLUMNS,
+    EventRows,
+    InteractionRows,
+    MetadataRows,
+    few_interaction_rows,
+    prepare_interactions,
+    prepare_metadata,
+)
 from reco.store.tables import interactions, items, users
 from reco.store.versions import (
     current_model_version,
@@ -36,6 +46,8 @@ __all__ = [
     "counts",
     "current_model_version",
     "ingest",
+    "ingest_rows",
+    "insert_event_rows",
     "list_model_versions",
     "load_frames",
     "read_watermark",
@@ -83,7 +95,9 @@ def ingest(engine: Engine, frames: Frames, *, source: str) -> IngestReport:
     received = frames.interactions
     if received is None:  # a metadata-only batch
         received = schema.empty_interactions()
-    rows = prepare_interactions(received, source=source)
+    rows: InteractionRows | EventRows | None = few_interaction_rows(received)
+    if rows is None:
+        rows = prepare_interactions(received, source=source)
     item_rows = (
         prepare_metadata(frames.items, kind="items", source=source)
         if frames.items is not None
@@ -94,12 +108,48 @@ def ingest(engine: Engine, frames: Frames, *, source: str) -> IngestReport:
         if frames.users is not None
         else None
     )
+    return _write(engine, rows, item_rows, user_rows, source=source, started=started)
+
+
+def ingest_rows(engine: Engine, rows: EventRows, *, source: str) -> IngestReport:
+    """Append a small, already validated batch (:func:`reco.store.prepare.event_rows`)
+    in one transaction, as :func:`ingest` appends interactions."""
+    return _write(engine, rows, None, None, source=source, started=time.perf_counter())
+
+
+def insert_event_rows(
+    connection: Connection, rows: EventRows, *, source: str, now: datetime | None = None
+) -> int:
+    """Append a small batch inside the caller's write transaction (see
+    :func:`reco.store.db.write_transaction`); return how many events were new."""
+    bulk = postgres_bulk if is_postgres(connection) else sqlite_bulk
+    return bulk.insert_few(connection, rows, source=source, now=now or _now())
+
+
+def _now() -> datetime:
+    """The ``ingested_at`` of a batch (one function, so tests can pin the clock)."""
+    return datetime.now(UTC)
+
+
+def _write(
+    engine: Engine,
+    rows: InteractionRows | EventRows,
+    item_rows: MetadataRows | None,
+    user_rows: MetadataRows | None,
+    *,
+    source: str,
+    started: float,
+) -> IngestReport:
+    """Everything of one batch in one transaction; database refusals become RecoError."""
     bulk = postgres_bulk if is_postgres(engine) else sqlite_bulk
-    now = datetime.now(UTC)
+    now = _now()
     try:
         with write_transaction(engine) as connection:
             added = 0
-            if len(rows):
+            if isinstance(rows, EventRows):
+                if len(rows):
+                    added = bulk.insert_few(connection, rows, source=source, now=now)
+            elif len(rows):
                 added = bulk.insert_interactions(connection, rows, source=source, now=now)
             if item_rows is not None and len(item_rows):
                 bulk.upsert_metadata(connection, "items", schema.ITEM, item_rows, now=now)

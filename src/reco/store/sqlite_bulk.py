@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 from sqlalchemy import Connection
 
 from reco.data import schema
-from reco.store.prepare import AVAILABLE, InteractionRows, MetadataRows
+from reco.store.prepare import AVAILABLE, EventRows, InteractionRows, MetadataRows
 
 CHUNK_ROWS = 100_000
 # Batches at least this large go into an empty table with indexes rebuilt after.
@@ -111,6 +111,24 @@ def insert_interactions(
         for _, ddl in indexes:
             raw.execute(ddl)
     return added
+
+
+def insert_few(connection: Connection, rows: EventRows, *, source: str, now: datetime) -> int:
+    """Append a small batch (see :class:`~reco.store.prepare.EventRows`) with one
+    executemany; return how many rows were new.
+
+    No extra lock is needed for ids to become visible in id order: the caller's
+    transaction holds SQLite's single write lock (BEGIN IMMEDIATE) from before the
+    first id is handed out until it commits, so a later writer's ids are all larger
+    and its rows become visible after these.
+    """
+    stamp = sqlite_datetime(now)
+    cursor = _raw(connection).cursor()
+    try:
+        cursor.executemany(_INSERT_INTERACTIONS, [(*row, source, stamp) for row in rows.rows])
+        return cursor.rowcount
+    finally:
+        cursor.close()
 
 
 def upsert_metadata(
