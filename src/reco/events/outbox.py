@@ -30,6 +30,13 @@ _LOCK_NOT_AVAILABLE = "55P03"
 _MAX_ID = select(func.coalesce(func.max(interactions.c.id), 0))
 
 
+def latest_id(engine: Engine) -> int:
+    """The largest visible interactions id, without any lock (0 when empty): enough to
+    tell an idle relay there is nothing new, not to decide what is safe to publish."""
+    with engine.connect() as connection:
+        return int(connection.execute(_MAX_ID).scalar_one())
+
+
 def settled_watermark(engine: Engine, *, lock_timeout_ms: int = 200) -> int | None:
     """The largest interactions id below which no event can still appear (0: empty).
 
@@ -37,8 +44,7 @@ def settled_watermark(engine: Engine, *, lock_timeout_ms: int = 200) -> int | No
     ``lock_timeout_ms``: ask again later.
     """
     if not is_postgres(engine):
-        with engine.connect() as connection:
-            return int(connection.execute(_MAX_ID).scalar_one())
+        return latest_id(engine)
     try:
         with engine.connect() as connection, connection.begin():
             connection.execute(text(f"SET LOCAL lock_timeout = '{int(lock_timeout_ms)}ms'"))

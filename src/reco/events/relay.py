@@ -21,7 +21,7 @@ import time
 from sqlalchemy import Engine
 
 from reco.events.bus import EventBus
-from reco.events.outbox import read_events, settled_watermark
+from reco.events.outbox import latest_id, read_events, settled_watermark
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +59,14 @@ class Relay:
         room = self.bus.room()
         if room <= 0:
             return 0
+        position = self.bus.position()
+        rebuilding = position is None
+        # Nothing new (the usual idle round): stop before the settling lock below.
+        if not rebuilding and latest_id(self.engine) <= position:
+            return 0
         settled = settled_watermark(self.engine, lock_timeout_ms=self.lock_timeout_ms)
         if settled is None:
             return 0  # writers in flight on PostgreSQL: next round
-        position = self.bus.position()
-        rebuilding = position is None
         if position is None:
             position = self._rebuild_start(settled)
         if settled <= position:
