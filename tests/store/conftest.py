@@ -65,6 +65,16 @@ def store(store_url: str) -> Iterator[Engine]:
         engine.dispose()
 
 
+@pytest.fixture()
+def postgres_store(postgres_url: str, postgres_schema: str) -> Iterator[Engine]:
+    """A migrated, empty store on PostgreSQL only (mark the test ``postgres``)."""
+    engine = open_store(postgres_schema_url(postgres_url, postgres_schema))
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
 def _frames_of(
     rows: list[tuple], *, items: pd.DataFrame | None = None, users: pd.DataFrame | None = None
 ) -> Frames:

@@ -6,11 +6,21 @@ ON CONFLICT DO NOTHING as the guard against concurrent writers). A large batch i
 empty table is COPYed straight in with the indexes rebuilt afterwards; a small batch
 goes in as one INSERT of its columns as arrays (:func:`insert_few`). Every function
 runs inside the caller's transaction.
+
+Ids come from a sequence when a row is inserted, but become visible when its
+transaction commits: without care, a transaction holding id 10 could commit after one
+holding id 11, and a reader that saw 11 as its watermark (a model's
+``store_watermark``, the event relay's position) would never see 10. So every
+transaction that inserts interactions first takes one transaction-scoped advisory
+lock (:func:`lock_interaction_writes`): writers of interactions queue, each one's ids
+are all larger than the previous one's, and they commit in id order (PostgreSQL makes
+a commit visible before it releases the commit's locks).
 """
 
 from __future__ import annotations
 
 import io
+import zlib
 from datetime import datetime
 from typing import Any
 
@@ -33,6 +43,8 @@ REBUILD_MIN_ROWS = 50_000
 _SORT_MEMORY = "256MB"
 
 _INTERACTION_COLUMNS = ("dedupe_key", "event_id", "user_id", "item_id", "ts", "value", "event_type")
+# Key of the advisory lock every transaction takes before inserting interactions.
+INTERACTION_WRITE_LOCK = zlib.crc32(b"reco.store.interactions.write")
 
 # A small batch as one statement: one array per column, unnested in batch order.
 _INSERT_FEW = (
@@ -46,6 +58,13 @@ _INSERT_FEW = (
 
 def _raw(connection: Connection) -> Any:
     return connection.connection.driver_connection
+
+
+def lock_interaction_writes(cursor: Any) -> None:
+    """Wait until no other transaction is inserting interactions, then hold that right
+    until this transaction ends (see the module's docstring). Take it before the first
+    id is handed out."""
+    cursor.execute("SELECT pg_advisory_xact_lock(%s)", (INTERACTION_WRITE_LOCK,))
 
 
 def _is_empty(cursor: Any) -> bool:
@@ -99,11 +118,15 @@ def insert_interactions(
     exclusive lock on the table meanwhile); otherwise the batch is COPYed into a
     temporary table and inserted with ON CONFLICT DO NOTHING. ``seq`` keeps the
     frame's order, so ids follow the order of the file.
+
+    The interaction write lock is taken only once the batch is in the temporary
+    table, so live events wait for the final INSERT, not for the whole COPY.
     """
     with _raw(connection).cursor() as cursor:
         cursor.execute(f"SET LOCAL work_mem = '{_SORT_MEMORY}'")
         if len(rows) >= REBUILD_MIN_ROWS and _is_empty(cursor):
-            # Check again under the lock: another ingest may have written meanwhile.
+            # Check again under the locks: another ingest may have written meanwhile.
+            lock_interaction_writes(cursor)
             cursor.execute("LOCK TABLE interactions IN ACCESS EXCLUSIVE MODE")
             if _is_empty(cursor):
                 return _load_into_empty(cursor, rows, source, now)
@@ -122,6 +145,7 @@ def insert_interactions(
         # Temporary tables get no automatic statistics; without them the planner
         # cannot see that a hash anti-join beats a million index probes.
         cursor.execute(f"ANALYZE {_BATCH_INTERACTIONS}")
+        lock_interaction_writes(cursor)  # at once if the empty-table check took it
         cursor.execute(
             'INSERT INTO interactions (dedupe_key, event_id, user_id, item_id, "timestamp", '
             "value, event_type, source, ingested_at) "
@@ -137,8 +161,8 @@ def insert_interactions(
 
 
 def insert_few(connection: Connection, rows: EventRows, *, source: str, now: datetime) -> int:
-    """Append a small batch (see :class:`~reco.store.prepare.EventRows`); return how
-    many rows were new.
+    """Append a small batch (see :class:`~reco.store.prepare.EventRows`) after taking
+    the interaction write lock; return how many rows were new.
 
     One statement, INSERT ... SELECT FROM unnest(one array per column) ... ON CONFLICT
     DO NOTHING, in batch order: at this size a temporary table and COPY cost more than
@@ -146,6 +170,7 @@ def insert_few(connection: Connection, rows: EventRows, *, source: str, now: dat
     executemany of one row each (one statement to plan and run instead of 500).
     """
     with _raw(connection).cursor() as cursor:
+        lock_interaction_writes(cursor)
         columns = [list(column) for column in zip(*rows.rows, strict=True)]
         cursor.execute(_INSERT_FEW, (source, now, *columns))
         return cursor.rowcount

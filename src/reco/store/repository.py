@@ -5,6 +5,11 @@ and keep track of model versions.
 fastest path each backend has: COPY on PostgreSQL, chunked executemany on SQLite, and
 for small batches (up to :data:`~reco.store.prepare.FEW_ROWS` events, such as live
 events) plain Python checks and one executemany on either.
+
+Interactions become visible in id order on both backends (an advisory lock on
+PostgreSQL, SQLite's single writer), and ids are never reused, so a reader's
+watermark (the largest id it sees) splits the log for good: every event stored later
+has a larger id.
 """
 
 from __future__ import annotations

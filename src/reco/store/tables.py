@@ -3,7 +3,8 @@
 * ``users`` and ``items`` hold metadata, one row per id, upserted on ingest.
 * ``interactions`` is an append-only event log. ``dedupe_key`` makes re-ingesting the
   same events a no-op; there are no foreign keys, because events may name users and
-  items nobody described. Ids grow with every insert and are never reused, so
+  items nobody described. Ids grow with every insert and are never reused, and
+  rows become visible in id order (see :mod:`reco.store.postgres_bulk`), so
   "id > watermark" means "stored after the watermark was read".
 * ``model_versions`` records every trained model and which one is served.
 * ``api_keys`` holds the service's keys: only a SHA-256 of each secret, its role, and
