@@ -87,3 +87,27 @@ def test_an_unreachable_store_is_a_503_with_retry_after(make_service):
     assert response.headers["content-type"] == PROBLEM
     assert int(response.headers["Retry-After"]) >= 1
     assert "store" in response.json()["detail"]
+
+
+def test_an_answer_computed_while_an_event_arrives_is_not_cached(service, monkeypatch):
+    from reco.service import recommending
+
+    real = recommending.user_history
+
+    def history_then_event(state, model, user_id):
+        found = real(state, model, user_id)
+        # The event lands while this answer is still being computed.
+        assert (
+            service.post(
+                "/v1/events", role="write", json={"user_id": user_id, "item_id": "1"}
+            ).status_code
+            == 202
+        )
+        return found
+
+    monkeypatch.setattr(recommending, "user_history", history_then_event)
+    first = service.get("/v1/users/11/recommendations?n=5")
+    monkeypatch.setattr(recommending, "user_history", real)
+    second = service.get("/v1/users/11/recommendations?n=5")
+    assert (first.headers["X-Cache"], second.headers["X-Cache"]) == ("miss", "miss")
+    assert service.get("/v1/users/11/recommendations?n=5").headers["X-Cache"] == "hit"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 import uuid
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -34,6 +35,8 @@ from reco.service.schemas import SessionEvent, SessionRequest
 from reco.service.state import ServiceState
 
 DEFAULT_N = 10
+# How long this worker remembers that it changed a user (longer than any request).
+_CHANGE_MEMORY_SECONDS = 60.0
 # Similar items: how many extra neighbours to ask for when some may be unavailable.
 _MAX_SIMILAR_SPARE = 1_000
 
@@ -96,6 +99,7 @@ def user_answer(
         if cached is not None:
             _count_cached(state, cached)
             return cached, True
+    started = time.monotonic()
     histories, context = user_history(state, model, user_id)
     merged = {**context, **query.context}
     found = _recommend(state, model, histories, [merged], query.filters(), query.n, None)
@@ -108,9 +112,25 @@ def user_answer(
             "model_version": model.version,
         }
     )
-    if cache is not None:
+    # An event that arrived while this answer was computed must not be hidden by it.
+    if cache is not None and state.changed_users.get(user_id, -math.inf) < started:
         cache.put(user_id, params, model.version, body)
     return body, False
+
+
+def forget_answers(state: ServiceState, user_ids: Sequence[str]) -> None:
+    """After a change to these users (events, attributes, deletion): drop their cached
+    answers everywhere, and keep answers being computed right now out of the cache."""
+    now = time.monotonic()
+    changed = state.changed_users
+    if len(changed) > 10_000:
+        for user, when in list(changed.items()):
+            if now - when > _CHANGE_MEMORY_SECONDS:
+                changed.pop(user, None)
+    for user in user_ids:
+        changed[user] = now
+        if state.cache is not None:
+            state.cache.invalidate_user(user)
 
 
 def user_history(

@@ -33,6 +33,9 @@ class ServiceState:
     metrics: ServiceMetrics
     watchers: list[PeriodicTask] = field(default_factory=list)
     keys: KeyMemo = field(default_factory=KeyMemo)
+    # user id -> time.monotonic() of this worker's last change to them (see
+    # reco.service.recommending.forget_answers): an answer computed before it is not cached.
+    changed_users: dict[str, float] = field(default_factory=dict)
 
     def close(self) -> None:
         """Stop the watchers and release the cache and the store."""

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Body
 
 from reco.service.deps import State, WriteKey
 from reco.service.errors import Problem
+from reco.service.recommending import forget_answers
 from reco.service.routes.params import WRITE, problems
 from reco.service.schemas import EventIn, EventsAccepted
 
@@ -42,9 +43,7 @@ def post_events(
     if not batch:
         return EventsAccepted(accepted=0, duplicates=0)
     result = append_events(state.engine, [e.model_dump() for e in batch], source="api")
-    if state.cache is not None:
-        for user in dict.fromkeys(e.user_id for e in batch):
-            state.cache.invalidate_user(user)
+    forget_answers(state, list(dict.fromkeys(e.user_id for e in batch)))
     state.metrics.events_accepted.inc(result.accepted)
     state.metrics.events_duplicate.inc(result.duplicates)
     return EventsAccepted(accepted=result.accepted, duplicates=result.duplicates)

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Body, Response
 
 from reco.service.deps import ReadKey, State, WriteKey
 from reco.service.errors import Problem
+from reco.service.recommending import forget_answers
 from reco.service.routes.params import READ, WRITE, PathId, problems
 from reco.service.schemas import UserIn, UserOut
 
@@ -22,7 +23,7 @@ def put_user(
     from reco.store.entities import put_user as store_put_user
 
     stored = store_put_user(state.engine, user_id, user.attributes)
-    _forget_answers(state, user_id)
+    forget_answers(state, [user_id])
     return UserOut.model_validate(stored)
 
 
@@ -46,13 +47,8 @@ def delete_user(_key: WriteKey, state: State, user_id: PathId) -> Response:
 
     if not store_delete_user(state.engine, user_id):
         raise _no_user(user_id)
-    _forget_answers(state, user_id)
+    forget_answers(state, [user_id])
     return Response(status_code=204)
-
-
-def _forget_answers(state, user_id: str) -> None:
-    if state.cache is not None:
-        state.cache.invalidate_user(user_id)
 
 
 def _no_user(user_id: str) -> Problem:
