@@ -33,7 +33,19 @@ FAST_PARAMS = {
     "als": {"factors": 16, "iterations": 5},
     "ease": {"l2": 50.0},
 }
-FAST_PIPELINE = PipelineConfig(ranker=RankerConfig(max_rounds=100, early_stopping_rounds=15))
+# Sources fixed here (no two-tower network): the service does not depend on which.
+FAST_PIPELINE = PipelineConfig(
+    sources={
+        "ease": 100,
+        "itemknn": 100,
+        "als": 50,
+        "popularity": 30,
+        "segment_popularity": 30,
+        "trending": 30,
+        "content": 30,
+    },
+    ranker=RankerConfig(max_rounds=100, early_stopping_rounds=15),
+)
 # Quick watchers, a generous rate limit unless a test asks for a low one.
 TEST_SERVICE = {
     "reload_check_seconds": 0.1,
