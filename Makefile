@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.install-stamp
 
-.PHONY: demo test lint format services install clean
+.PHONY: demo test lint format services install clean bench-serving
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,14 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/reco demo
+
+# The serving benchmark loads the service with wrk (Debian package), installed if missing.
+bench-serving: $(STAMP)
+	@command -v wrk >/dev/null 2>&1 || { \
+		echo "wrk is missing: installing the Debian package"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq wrk; }
+	$(BIN)/python benchmarks/serving.py $(BENCH_ARGS)
 
 services:
 	@bash scripts/ensure-services.sh
