@@ -80,6 +80,7 @@ RATE_LIMIT = 1_000_000
 WRK_TIMEOUT = "10s"
 READY_TIMEOUT = 600.0
 RELOAD_MAX_SECONDS = 300.0  # the longest a promotion (load, verify, warm up) may take
+RELOAD_STREAK = 20  # answers in a row from the new version: every worker serves it
 # Issue 4's targets.
 UNCACHED_P99_MS = 50.0
 UNCACHED_MIN_RPS = 200.0
@@ -638,6 +639,7 @@ class ReloadResult:
     promote_status: int
     promote_seconds: float
     promote_at: float
+    all_new_seconds: float  # after the promote call returned, until every worker served it
     after: list[str]
 
     @property
@@ -658,8 +660,9 @@ def reload_under_load(
     bench: Bench, server: Server, keys: dict[str, str], before: float, after: float
 ) -> ReloadResult:
     """Promote version B through the API while wrk loads warm recommendations: ``before``
-    seconds of load, the promote call (it returns once this worker serves B), ``after``
-    seconds more, then wrk is stopped and its answers counted."""
+    seconds of load, the promote call (it returns once its worker serves B), then until
+    every worker answers from B and ``after`` seconds more; wrk is then stopped and its
+    answers counted."""
     old, new = bench.prepared.versions
     body = LUA_ROTATE % {"paths": bench.warm_paths(bench.prepared.users)} + LUA_COUNT_RESPONSES
     script = lua_script(body, headers=_auth(keys["read"]))
@@ -679,17 +682,12 @@ def reload_under_load(
     promote_seconds = time.perf_counter() - started
     if status != 200:
         say(f"promote answered {status}: {detail}")
-    # With several workers the others follow within reload_check_seconds (1 s).
+    # Other workers notice the new `current` within reload_check_seconds, then load
+    # the version themselves: wait (still under load) until answers come from it.
+    all_new = _wait_for_version(server, keys["read"], bench.prepared.users, new)
     time.sleep(after)
     result = bench.wrk.finish(load, stop=True)
-    answered = []
-    for user in bench.prepared.users[:20]:
-        response = httpx.get(
-            f"{server.url}/v1/users/{user}/recommendations?n=10",
-            headers=_auth(keys["read"]),
-            timeout=60,
-        )
-        answered.append(response.headers.get("X-Model-Version", f"status {response.status_code}"))
+    answered = [_answer_version(server, keys["read"], user) for user in bench.prepared.users[:20]]
     return ReloadResult(
         result=result,
         old=old,
@@ -697,8 +695,31 @@ def reload_under_load(
         promote_status=status,
         promote_seconds=promote_seconds,
         promote_at=before,
+        all_new_seconds=all_new,
         after=answered,
     )
+
+
+def _answer_version(server: Server, secret: str, user: str) -> str:
+    """The X-Model-Version of one answer (a new connection: any worker may take it)."""
+    response = httpx.get(
+        f"{server.url}/v1/users/{user}/recommendations?n=10", headers=_auth(secret), timeout=60
+    )
+    return response.headers.get("X-Model-Version", f"status {response.status_code}")
+
+
+def _wait_for_version(server: Server, secret: str, users: list[str], version: str) -> float:
+    """Seconds until ``RELOAD_STREAK`` answers in a row come from ``version`` (nan if
+    that never happened within ``RELOAD_MAX_SECONDS``)."""
+    started = time.perf_counter()
+    streak = 0
+    while time.perf_counter() - started < RELOAD_MAX_SECONDS:
+        user = users[int(time.perf_counter() * 1000) % len(users)]
+        streak = streak + 1 if _answer_version(server, secret, user) == version else 0
+        if streak >= RELOAD_STREAK:
+            return time.perf_counter() - started
+        time.sleep(0.2)
+    return float("nan")
 
 
 # -- report ---------------------------------------------------------------------------
@@ -802,7 +823,8 @@ def print_reload(reload: ReloadResult) -> None:
     r = reload.result
     print(
         f"hot reload under load (server B, warm users uncached, {r.seconds:.0f} s of load: "
-        f"promote after {reload.promote_at:g} s, wrk stopped a few seconds after it returned)"
+        f"promote after {reload.promote_at:g} s, wrk stopped a few seconds after every "
+        "worker served the new version)"
     )
     print(
         f"  promote {reload.old} -> {reload.new}: HTTP {reload.promote_status} in "
@@ -818,6 +840,10 @@ def print_reload(reload: ReloadResult) -> None:
     )
     seen = ", ".join(f"{v}: {n:,}" for v, n in sorted(r.versions.items()))
     print(f"  X-Model-Version of the answers during the run: {seen}")
+    print(
+        f"  answers came only from the new version {reload.all_new_seconds:.1f} s after the "
+        f"promote call returned ({RELOAD_STREAK} in a row; other workers load it themselves)"
+    )
     print(f"  failed requests during the swap: {reload.failed}")
     after = sorted(set(reload.after))
     print(f"  {len(reload.after)} requests after the run answered from: {', '.join(after)}")
