@@ -709,15 +709,19 @@ def _answer_version(server: Server, secret: str, user: str) -> str:
 
 
 def _wait_for_version(server: Server, secret: str, users: list[str], version: str) -> float:
-    """Seconds until ``RELOAD_STREAK`` answers in a row come from ``version`` (nan if
-    that never happened within ``RELOAD_MAX_SECONDS``)."""
+    """Seconds until the first of ``RELOAD_STREAK`` answers in a row from ``version`` was
+    asked for (nan if that never happened within ``RELOAD_MAX_SECONDS``)."""
     started = time.perf_counter()
-    streak = 0
+    streak, streak_started = 0, started
     while time.perf_counter() - started < RELOAD_MAX_SECONDS:
-        user = users[int(time.perf_counter() * 1000) % len(users)]
-        streak = streak + 1 if _answer_version(server, secret, user) == version else 0
+        asked = time.perf_counter()
+        user = users[int(asked * 1000) % len(users)]
+        if _answer_version(server, secret, user) == version:
+            streak, streak_started = streak + 1, streak_started if streak else asked
+        else:
+            streak = 0
         if streak >= RELOAD_STREAK:
-            return time.perf_counter() - started
+            return streak_started - started
         time.sleep(0.2)
     return float("nan")
 
@@ -740,6 +744,26 @@ def versions_line(wrk: str) -> str:
     return ", ".join(found)
 
 
+def code_line() -> str:
+    """The commit measured, and whether the working tree differs from it."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(ROOT), "log", "-1", "--format=%h %s"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    return head[:90] + (" + uncommitted changes" if dirty else "")
+
+
 def cpu_line() -> str:
     """Cores and CPU model."""
     model = ""
@@ -760,6 +784,7 @@ def print_setup(args: argparse.Namespace, prepared: Prepared, wrk: str) -> None:
     print("serving benchmark (benchmarks/serving.py)")
     print(f"  machine:     {cpu_line()}; load average {load} at start")
     print(f"  versions:    {versions_line(wrk)}")
+    print(f"  code:        {code_line()}")
     print(
         f"  data:        ml-latest-small from {prepared.data_folder}: {len(prepared.users):,} "
         f"users, {prepared.n_items:,} items, {prepared.n_interactions:,} interactions"
@@ -841,8 +866,9 @@ def print_reload(reload: ReloadResult) -> None:
     seen = ", ".join(f"{v}: {n:,}" for v, n in sorted(r.versions.items()))
     print(f"  X-Model-Version of the answers during the run: {seen}")
     print(
-        f"  answers came only from the new version {reload.all_new_seconds:.1f} s after the "
-        f"promote call returned ({RELOAD_STREAK} in a row; other workers load it themselves)"
+        f"  every answer came from the new version {reload.all_new_seconds:.1f} s after the "
+        f"promote call returned (the first of {RELOAD_STREAK} in a row on new connections; "
+        "other workers load it themselves)"
     )
     print(f"  failed requests during the swap: {reload.failed}")
     after = sorted(set(reload.after))
