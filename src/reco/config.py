@@ -391,6 +391,22 @@ class Settings(BaseSettings):
         default_factory=EventsConfig,
         description="The real-time event path: types and weights, bus, online features.",
     )
+    retrain_tolerance: float = Field(
+        0.02,
+        ge=0,
+        lt=1,
+        description=(
+            "`reco retrain` promotes a new version unless its validation NDCG@10 is below "
+            "the serving version's (re-measured on the same validation users) by more than "
+            "this share of it (0.02: up to 2% worse still promotes)."
+        ),
+    )
+    retrain_every: str | None = Field(
+        None, description="`reco worker` default for --retrain-every (e.g. 30m, 1h, 1d)."
+    )
+    retrain_after_events: int | None = Field(
+        None, ge=1, description="`reco worker` default for --retrain-after-events."
+    )
 
     @property
     def resolved_database_url(self) -> str:

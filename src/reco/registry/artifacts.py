@@ -6,7 +6,8 @@ Layout under ``root`` (``RECO_HOME/models``)::
                                 fingerprint, library versions, sha256 of every file
     <version>/...               the files the training job wrote (plain formats)
     current -> <version>        symlink, swapped atomically with os.replace
-    history.jsonl               every promotion, for rollback
+    history.jsonl               every promotion, for rollback, and every retrained
+                                version kept unpromoted (``"action": "not_promoted"``)
 
 A version is written into a hidden temporary folder and renamed into place only when
 complete, so a reader never sees half a version. Loading checks every file against
@@ -142,22 +143,65 @@ class ModelRegistry:
             )
         return ModelVersion(version, folder, manifest)
 
-    def promote(self, version: str) -> None:
-        """Point `current` at ``version`` atomically and record it in the history."""
+    def promote(self, version: str, *, reason: str | None = None) -> None:
+        """Point `current` at ``version`` atomically and record it (and why) in the history."""
         self.get(version)  # refuse to promote a damaged or missing version
         temporary = self.root / f".current-{uuid.uuid4().hex}"
         os.symlink(version, temporary)
         os.replace(temporary, self.root / CURRENT)
         entry = {"version": version, "at": datetime.now(UTC).isoformat()}
+        if reason is not None:
+            entry.update(action="promote", reason=reason)
+        self._append_history(entry)
+
+    def record_not_promoted(self, version: str, reason: str) -> None:
+        """Note in the history that ``version`` was published but kept from serving."""
+        self.get(version)
+        self._append_history(
+            {
+                "version": version,
+                "at": datetime.now(UTC).isoformat(),
+                "action": "not_promoted",
+                "reason": reason,
+            }
+        )
+
+    def history(self) -> list[dict[str, Any]]:
+        """Every history entry, oldest first (promotions have no action or "promote")."""
+        if not (self.root / HISTORY).exists():
+            return []
+        with (self.root / HISTORY).open() as handle:
+            return [json.loads(line) for line in handle if line.strip()]
+
+    def annotate(self, version: str, extra: dict[str, Any]) -> None:
+        """Add top-level keys to a published version's manifest (atomically replaced).
+
+        The manifest is not among the checksummed files, so the version stays valid;
+        keys it already has are refused (a manifest's facts are never rewritten).
+        """
+        entry = self.get(version)
+        clash = sorted(set(extra) & set(entry.manifest))
+        if clash:
+            raise ArtifactError(
+                f"model version {version} already has manifest keys {clash}; annotate with new keys"
+            )
+        # Written beside the versions, not inside one: a reader never sees an extra file.
+        temporary = self.root / f".{MANIFEST}-{uuid.uuid4().hex}"
+        temporary.write_text(json.dumps({**entry.manifest, **extra}, indent=2, sort_keys=True))
+        os.replace(temporary, entry.path / MANIFEST)
+
+    def _append_history(self, entry: dict[str, Any]) -> None:
         with (self.root / HISTORY).open("a") as handle:
             handle.write(json.dumps(entry) + "\n")
 
     def rollback(self) -> str:
         """Promote the version that was current before the present one; returns it."""
         current = self.current_version()
-        history = []
-        if (self.root / HISTORY).exists():
-            history = [json.loads(line)["version"] for line in (self.root / HISTORY).open()]
+        history = [
+            entry["version"]
+            for entry in self.history()
+            if entry.get("action", "promote") == "promote"
+        ]
         earlier = [v for v in reversed(history) if v != current and (self.root / v).is_dir()]
         if not earlier:
             raise ArtifactError("there is no earlier promoted version to roll back to")

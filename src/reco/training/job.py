@@ -87,8 +87,17 @@ def build_models(settings: Settings) -> dict[str, BaseRecommender]:
     }
 
 
-def train(frames: Frames, settings: Settings, *, progress: Progress | None = None) -> TrainResult:
+def train(
+    frames: Frames,
+    settings: Settings,
+    *,
+    progress: Progress | None = None,
+    promote: bool = True,
+) -> TrainResult:
     """Fit the pipeline on ``frames``, publish it as a version and make it current.
+
+    With ``promote=False`` the version is published but not made current (retraining
+    decides afterwards: :mod:`reco.training.retrain`).
 
     Frames read from the store (:func:`reco.store.repository.load_frames`) carry its
     watermark, recorded as the manifest's ``store_watermark``: the service adds the
@@ -136,7 +145,8 @@ def train(frames: Frames, settings: Settings, *, progress: Progress | None = Non
     registry = ModelRegistry(settings.models_dir)
     with registry.new_version(manifest) as (version, folder):
         bundle.save(folder)
-    registry.promote(version)
+    if promote:
+        registry.promote(version)
     validation = [
         ModelEvaluation(
             name=name,
