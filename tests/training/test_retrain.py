@@ -138,3 +138,53 @@ def test_a_second_retrain_at_once_is_refused(store) -> None:
         release.set()
         thread.join()
     assert json.dumps(list_model_versions(engine), default=str) == "[]"
+
+
+def test_parse_duration() -> None:
+    from reco.errors import ConfigurationError
+    from reco.training.schedule import parse_duration
+
+    assert parse_duration("30m") == 1800
+    assert parse_duration("1h") == 3600
+    assert parse_duration("1.5d") == 129600
+    for bad in ("", "10", "1w", "-1h", "0s"):
+        with pytest.raises(ConfigurationError):
+            parse_duration(bad)
+
+
+def test_after_events_trigger_fires_after_n_new_events(store) -> None:
+    from types import SimpleNamespace
+
+    from reco.store.events import append_events, watermark
+    from reco.training.schedule import RetrainScheduler
+
+    settings, engine = store
+    runs = []
+
+    def fake_retrain():
+        runs.append(watermark(engine))
+        return SimpleNamespace(store_watermark=runs[-1])
+
+    scheduler = RetrainScheduler(settings, engine, after_events=5, run=fake_retrain)
+    assert scheduler.check_once()  # no model yet: the whole store is new
+    assert not scheduler.check_once()
+    events = [{"user_id": "1", "item_id": str(i), "event_type": "interaction"} for i in range(5)]
+    append_events(engine, events[:4])
+    assert scheduler.new_events() == 4 and not scheduler.check_once()
+    append_events(engine, events[4:])
+    assert scheduler.check_once() and len(runs) == 2
+    assert scheduler.new_events() == 0
+
+
+def test_a_failed_scheduled_retrain_is_logged_and_retried_later(store) -> None:
+    from reco.training.schedule import RetrainScheduler
+
+    settings, engine = store
+
+    def broken():
+        raise RecoError("disk full")
+
+    scheduler = RetrainScheduler(settings, engine, after_events=1, run=broken, retry_seconds=3600)
+    assert scheduler.check_once()
+    assert scheduler.failures == 1 and scheduler.last_error == "disk full"
+    assert not scheduler.check_once()  # waits before trying again

@@ -12,7 +12,13 @@ import pandas as pd
 import typer
 from rich.console import Console
 
-from reco.cli import data_commands, key_commands, model_commands, worker_commands
+from reco.cli import (
+    data_commands,
+    key_commands,
+    model_commands,
+    retrain_command,
+    worker_commands,
+)
 from reco.cli.common import (
     ColumnOptions,
     console,
@@ -34,6 +40,7 @@ app.add_typer(data_commands.app, name="data")
 app.add_typer(model_commands.app, name="models")
 app.add_typer(key_commands.app, name="keys")
 app.command(name="worker")(worker_commands.worker)
+app.command(name="retrain")(retrain_command.retrain)
 
 InteractionsOption = Annotated[
     Path | None,
