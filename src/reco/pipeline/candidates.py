@@ -8,6 +8,7 @@ give every candidate every source's score as a feature, not only the proposer's.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -113,6 +114,37 @@ class CandidateGenerator:
             for name, model in self.sources.items()
             if getattr(model, "name", None) in ROW_INDEPENDENT
         }
+
+    def with_global_scores(self, scores: Mapping[str, np.ndarray]) -> CandidateGenerator:
+        """A copy whose row-independent sources (popularity, trending) rank by ``scores``.
+
+        ``scores`` maps a source name to one score per catalogue item (-inf: the item
+        cannot be proposed), e.g. trending recomputed from online decayed counts. The
+        copy shares everything else; ``self`` is unchanged. ValueError for a name that
+        is not a row-independent source of this pipeline or a vector of the wrong shape.
+        """
+        other = copy.copy(self)
+        other.sources = dict(self.sources)
+        other._global = dict(self._global)
+        for name, vector in scores.items():
+            if name not in self._global:
+                raise ValueError(
+                    f"{name!r} is not a row-independent source of this pipeline; global "
+                    f"scores can replace {sorted(self._global) or 'none'}"
+                )
+            model = self.sources[name]
+            vector = np.asarray(vector, dtype=np.float32)
+            if vector.shape != (model.n_items_,):
+                raise ValueError(
+                    f"global scores of {name!r} need one value per item ({model.n_items_}), "
+                    f"got shape {vector.shape}"
+                )
+            rescored = copy.copy(model)
+            # Both names: _score_rows reads item_scores_, empty rows read popularity_.
+            rescored.item_scores_ = rescored.popularity_ = vector
+            other.sources[name] = rescored
+            other._global[name] = _global_order(rescored)
+        return other
 
     def source_top(
         self,

@@ -23,7 +23,7 @@ import logging
 import zipfile
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -159,6 +159,21 @@ class Pipeline:
         return self._derived["fallback"]
 
     # -- index-level API ---------------------------------------------------------------
+
+    def with_global_scores(self, scores: Mapping[str, np.ndarray]) -> Pipeline:
+        """This pipeline with row-independent sources ranking by ``scores`` (source name
+        -> one score per item, -inf: never proposed), for every route: warm proposals
+        and ranker features, the cold blend and exploration.
+
+        The online hook: the service passes trending recomputed from the online decayed
+        counts (``np.log(features.trending_scores(items.ids))``). Cheap (a sort of the
+        catalogue per replaced source); the fitted models and ``self`` are not changed.
+        """
+        # Built here once so the copy shares them instead of building its own.
+        _ = self.explainer, self.fallback_order
+        generator = self.generator.with_global_scores(scores)
+        derived = {**self._derived, "generator": generator}
+        return replace(self, sources=generator.sources, _derived=derived)
 
     def recommend(
         self,

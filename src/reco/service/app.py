@@ -2,15 +2,18 @@
 
 Nothing happens at import. ``create_app`` builds the app; its lifespan opens the store,
 loads the current model (the service starts without one: ``/health/ready`` then says
-why), builds the cache and the rate limiter, and starts two watchers: one swaps in a
-newly promoted model, one rereads item availability. ``reco serve`` runs it under
+why), builds the cache and the rate limiter, starts the event path
+(:class:`reco.events.EventsRuntime`: with the in-process bus each worker relays and
+processes the store's events itself; with Redis it only relays and ``reco worker``
+processes) and two watchers: one swaps in a newly promoted model, one rereads item
+availability. ``reco serve`` runs it under
 uvicorn as a factory (``reco.service.app:create_app``).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -69,6 +72,8 @@ def create_app(
         app.state.service = state
         for watcher in state.watchers:
             watcher.start()
+        if state.events is not None:
+            state.events.start()
         try:
             yield
         finally:
@@ -108,9 +113,13 @@ def build_state(
     limiter_factory: LimiterFactory | None = None,
 ) -> ServiceState:
     """Open the store, load the current model, build cache, limiter and watchers."""
+    from reco.events import EventsRuntime
     from reco.service.cache import cache_for
+    from reco.service.online import OnlineView
     from reco.service.ratelimit import rate_limiter_for
+    from reco.service.recommending import forget_answers
     from reco.store.db import open_store
+    from reco.store.events import watermark as store_watermark
 
     engine = open_store(settings.resolved_database_url)
     try:
@@ -124,6 +133,16 @@ def build_state(
         holder.load_initial()
         cache = (cache_factory or cache_for)(settings)
         limiter = (limiter_factory or rate_limiter_for)(settings)
+        built: list[ServiceState] = []  # the processor's hook needs the state built below
+        # Events stored before this worker started were in every answer it computed
+        # (they are read from the store): replaying them changes no cached answer.
+        backlog = store_watermark(engine)
+
+        def changed(user_ids: Sequence[str]) -> None:
+            if built and runtime.processed_through() > backlog:
+                forget_answers(built[0], user_ids)
+
+        runtime = EventsRuntime.from_settings(settings, engine, on_users=changed)
     except BaseException:
         engine.dispose()
         raise
@@ -132,7 +151,7 @@ def build_state(
         PeriodicTask("reco-model-watcher", service.reload_check_seconds, holder.check),
         PeriodicTask("reco-catalog-refresh", service.catalog_refresh_seconds, catalog.refresh),
     ]
-    return ServiceState(
+    state = ServiceState(
         settings=settings,
         engine=engine,
         holder=holder,
@@ -141,7 +160,11 @@ def build_state(
         limiter=limiter,
         metrics=metrics,
         watchers=watchers,
+        events=runtime,
+        online=OnlineView(settings.events, runtime),
     )
+    built.append(state)
+    return state
 
 
 def _document_problems(app: FastAPI) -> None:

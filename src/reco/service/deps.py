@@ -25,6 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from reco.service.errors import Problem
 from reco.service.keys import ApiKey, Role, verify_key
 from reco.service.model_holder import NO_MODEL, LoadedModel
+from reco.service.online import is_store_outage
 from reco.service.ratelimit import MemoryRateLimiter
 from reco.service.state import ServiceState
 
@@ -91,8 +92,7 @@ def require(role: Role) -> Callable[..., ApiKey | None]:
         # a request with a remembered key and in-memory limits costs no thread hop here.
         key = state.keys.recall(secret)
         if key is None:
-            key = await run_in_threadpool(verify_key, state.engine, secret)
-            state.keys.remember(secret, key)
+            key = await _verify(state, secret)
         if key is None:
             await _limit(state, f"failed-auth:{client}")
             raise Problem(
@@ -115,6 +115,21 @@ def require(role: Role) -> Callable[..., ApiKey | None]:
 
     authorize.__name__ = f"require_{role.value}"
     return authorize
+
+
+async def _verify(state: ServiceState, secret: str) -> ApiKey | None:
+    """The store's answer for ``secret``; while the store cannot be reached, a key it
+    verified within the last hour (``outage_keys``) still gets in, so reads go on."""
+    try:
+        key = await run_in_threadpool(verify_key, state.engine, secret)
+    except Exception as exc:
+        remembered = state.outage_keys.recall(secret)
+        if remembered is None or not is_store_outage(exc):
+            raise
+        return remembered
+    state.keys.remember(secret, key)
+    state.outage_keys.remember(secret, key)
+    return key
 
 
 async def _limit(state: ServiceState, who: str) -> None:

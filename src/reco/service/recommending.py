@@ -1,10 +1,13 @@
 """Answers of the recommendation routes, from the served model and the store.
 
 A known user's history is the model's stored history plus the events stored after the
-model's training snapshot (``events_since(user, watermark)``), so what they just
-consumed leaves their next answer at once. A deleted user is served as a new one. A
-user the model never saw gets the cold route: popularity for their context (stored
-attributes, then the request's), blended with trending.
+model's training snapshot, read from the online features and the store's unapplied
+tail (:mod:`reco.service.online`), so what they just consumed leaves their next answer
+at once; items they disliked are never recommended to them. Trending ranks by the
+online counts as of now. A deleted user is served as a new one. A user the model
+never saw gets the cold route: popularity for their context (stored attributes, then
+the request's), blended with trending. While the store cannot be reached, answers go
+on from the loaded model, the online features and the cache.
 
 Items the store marks unavailable or deleted are masked out of every answer; answers
 for users are cached as JSON bytes under (user, parameters + catalogue fingerprint,
@@ -19,7 +22,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -31,6 +34,7 @@ from reco.pipeline.history import Histories
 from reco.pipeline.pipeline import Pipeline, Recommendation
 from reco.service.errors import Problem
 from reco.service.model_holder import LoadedModel
+from reco.service.online import OnlineView, is_store_outage
 from reco.service.schemas import SessionEvent, SessionRequest
 from reco.service.state import ServiceState
 
@@ -100,9 +104,12 @@ def user_answer(
             _count_cached(state, cached)
             return cached, True
     started = time.monotonic()
-    histories, context = user_history(state, model, user_id)
+    histories, context, dislikes = user_history(state, model, user_id)
     merged = {**context, **query.context}
-    found = _recommend(state, model, histories, [merged], query.filters(), query.n, None)
+    filters = query.filters()
+    if dislikes:
+        filters = replace(filters, exclude_items=(*filters.exclude_items, *sorted(dislikes)))
+    found = _recommend(state, model, histories, [merged], filters, query.n, None)
     kind = "cold" if _is_cold(model.pipeline, histories) else "known"
     _count(state, kind, found)
     body = _dumps(
@@ -135,27 +142,33 @@ def forget_answers(state: ServiceState, user_ids: Sequence[str]) -> None:
 
 def user_history(
     state: ServiceState, model: LoadedModel, user_id: str
-) -> tuple[Histories, dict[str, Any]]:
-    """The user's history as of now and their stored attributes.
+) -> tuple[Histories, dict[str, Any], frozenset[str]]:
+    """The user's history as of now, their stored attributes and disliked items.
 
     Stored history (unless the user was deleted) plus the events stored after the
-    model's snapshot.
+    model's snapshot. With the store unreachable: no attributes, not deleted, and the
+    events the online features hold.
     """
     from reco.store.entities import deleted_users, get_user
-    from reco.store.events import events_since
 
     pipeline = model.pipeline
-    stored = get_user(state.engine, user_id)
+    try:
+        stored = get_user(state.engine, user_id)
+        deleted = False
+        if stored is None and pipeline.users.lookup([user_id])[0] >= 0:
+            deleted = user_id in deleted_users(state.engine, [user_id])
+    except Exception as exc:
+        if not is_store_outage(exc):
+            raise
+        stored, deleted = None, False
     attributes = _scalar_attributes(stored.get("attributes") if stored else None)
-    deleted = False
-    if stored is None and pipeline.users.lookup([user_id])[0] >= 0:
-        deleted = user_id in deleted_users(state.engine, [user_id])
     if deleted:
         base = Histories.empty(1, len(pipeline.items), users=np.array([-1]))
     else:
         base = pipeline.histories_for([user_id])
-    events = events_since(state.engine, [user_id], model.watermark)
-    return _add_events(pipeline, base, events), attributes
+    online = state.online or OnlineView(state.settings.events, None)
+    recent = online.recent_events(state.engine, user_id, model.watermark)
+    return _add_events(pipeline, base, recent.frame), attributes, recent.dislikes
 
 
 def session_answer(state: ServiceState, model: LoadedModel, request: SessionRequest) -> bytes:
@@ -163,9 +176,10 @@ def session_answer(state: ServiceState, model: LoadedModel, request: SessionRequ
     user plus session events, or a rerank of the caller's candidates."""
     pipeline = model.pipeline
     if request.user_id is not None:
-        base, attributes = user_history(state, model, request.user_id)
+        base, attributes, dislikes = user_history(state, model, request.user_id)
     else:
         base, attributes = Histories.empty(1, len(pipeline.items), users=np.array([-1])), {}
+        dislikes = frozenset()
     events, unknown_history = _session_events(pipeline, request.history)
     histories = _add_events(pipeline, base, events)
     allowed = None
@@ -183,7 +197,7 @@ def session_answer(state: ServiceState, model: LoadedModel, request: SessionRequ
     filters = Filters(
         include_categories=tuple(request.category),
         exclude_categories=tuple(request.exclude_category),
-        exclude_items=tuple(request.exclude),
+        exclude_items=(*request.exclude, *sorted(dislikes)),
     )
     if allowed is not None and not allowed.any():
         found_items: list[Recommendation] = []
@@ -255,7 +269,7 @@ def _recommend(
     n: int,
     allowed: np.ndarray | None,
 ) -> list[Recommendation]:
-    pipeline = model.pipeline
+    pipeline = model.pipeline if state.online is None else state.online.pipeline(model.pipeline)
     available = state.catalog.allowed(model)
     if available is not None:
         allowed = available if allowed is None else allowed & available

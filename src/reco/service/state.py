@@ -14,15 +14,22 @@ from reco.service.metrics import ServiceMetrics
 from reco.service.model_holder import ModelHolder
 from reco.service.periodic import PeriodicTask
 
+# While the store is unreachable, a key verified this recently still admits reads.
+OUTAGE_KEY_SECONDS = 3_600.0
+
 if TYPE_CHECKING:
+    from reco.events import EventsRuntime
     from reco.service.cache import RecommendationCache
+    from reco.service.online import OnlineView
     from reco.service.ratelimit import RateLimiter
 
 
 @dataclass
 class ServiceState:
     """The store, the served model, the catalogue state, cache, rate limiter, metrics,
-    and the memo of recently verified API keys."""
+    the event path (relay, processor, online features) and the memo of recently
+    verified API keys (``outage_keys``: the same for longer, used only while the
+    store cannot be reached, so reads go on)."""
 
     settings: Settings
     engine: Engine
@@ -32,15 +39,20 @@ class ServiceState:
     limiter: RateLimiter
     metrics: ServiceMetrics
     watchers: list[PeriodicTask] = field(default_factory=list)
+    events: EventsRuntime | None = None
+    online: OnlineView | None = None
     keys: KeyMemo = field(default_factory=KeyMemo)
+    outage_keys: KeyMemo = field(default_factory=lambda: KeyMemo(OUTAGE_KEY_SECONDS))
     # user id -> time.monotonic() of this worker's last change to them (see
     # reco.service.recommending.forget_answers): an answer computed before it is not cached.
     changed_users: dict[str, float] = field(default_factory=dict)
 
     def close(self) -> None:
-        """Stop the watchers and release the cache and the store."""
+        """Stop the watchers and the event path; release the cache and the store."""
         for watcher in self.watchers:
             watcher.stop()
+        if self.events is not None:
+            self.events.stop()
         if self.cache is not None:
             self.cache.close()
         self.engine.dispose()

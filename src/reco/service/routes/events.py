@@ -1,11 +1,18 @@
-"""Events: interactions stored durably, honoured by the user's next answer."""
+"""Events: validated, stored durably, then relayed to the event bus and processors.
+
+The 202 means the events are in the store: the user's next answer honours them at
+once (see :mod:`reco.service.online`); the online features (trending, segments,
+dislikes) follow as soon as a processor has applied them.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body
 
+from reco.config import EventsConfig
+from reco.errors import ValidationError
 from reco.service.deps import State, WriteKey
 from reco.service.errors import Problem
 from reco.service.recommending import forget_answers
@@ -28,8 +35,9 @@ def post_events(
     events: Annotated[EventIn | list[EventIn], Body()],
 ) -> EventsAccepted:
     """Validate and store events (one object or a list) in one transaction; 202 once
-    they are durable. A batch with any bad event stores nothing and lists every
-    problem. An ``event_id`` sent again is counted in ``duplicates``, not stored twice."""
+    they are durable. A batch with any bad event (an unknown ``event_type`` too: the
+    problem lists the known ones) stores nothing and lists every problem by index. An
+    ``event_id`` sent again is counted in ``duplicates``, not stored twice."""
     from reco.store.events import append_events
 
     batch = events if isinstance(events, list) else [events]
@@ -42,8 +50,35 @@ def post_events(
         )
     if not batch:
         return EventsAccepted(accepted=0, duplicates=0)
-    result = append_events(state.engine, [e.model_dump() for e in batch], source="api")
+    records = [e.model_dump() for e in batch]
+    check_batch(state.settings.events, records)
+    result = append_events(state.engine, records, source="api")
+    if state.events is not None:
+        state.events.notify()
     forget_answers(state, list(dict.fromkeys(e.user_id for e in batch)))
     state.metrics.events_accepted.inc(result.accepted)
     state.metrics.events_duplicate.inc(result.duplicates)
     return EventsAccepted(accepted=result.accepted, duplicates=result.duplicates)
+
+
+def check_batch(config: EventsConfig, records: list[dict[str, Any]]) -> None:
+    """Raise one ValidationError listing every problem of the batch by index: unknown
+    event types (naming the known ones) and whatever the store would refuse."""
+    from reco.store.events import events_frame
+
+    try:
+        config.check_event_types(r.get("event_type") for r in records)
+    except ValidationError as unknown:
+        problems = list(unknown.problems)
+        try:
+            events_frame(records)
+        except ValidationError as invalid:
+            problems += invalid.problems
+        problems.sort(key=_event_index)
+        raise ValidationError(problems, source="events") from None
+
+
+def _event_index(problem: str) -> int:
+    """The index in an "event <index>: ..." problem (problems stay in batch order)."""
+    head = problem.split(":", 1)[0].removeprefix("event ").strip()
+    return int(head) if head.isdigit() else -1

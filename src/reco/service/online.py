@@ -1,0 +1,169 @@
+"""What a request reads from the real-time event path: history, dislikes, trending.
+
+A known user's history as of now is the model's training history plus every event
+stored after the model's snapshot (``model.watermark``). Those events come from two
+places, so that an answer never misses one the service has acknowledged:
+
+* the online features' recent history, for events the processors have applied
+  (ids up to ``processed_through``): no store query for them;
+* the store (``events_since``), for the tail not applied yet: an event is in the
+  user's next answer as soon as its 202 was sent, whatever the bus is doing.
+
+The store alone serves when the online history may be truncated (the user has more
+events since the snapshot than it keeps) or the features cannot be read (Redis down);
+the online history alone serves when the store cannot be reached, so reads go on.
+Disliked items come from the features plus the dislikes of the unapplied tail.
+
+Trending: the pipeline's trending source ranks by the online decayed counts as of now
+(``np.log(features.trending_scores(items))``), refreshed at most every
+``TRENDING_REFRESH_SECONDS`` per worker. Items with no event recent enough to count
+(a zero count) are not trending now and are not proposed by it; until some item has
+a non-zero count, the trained trending scores serve.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Engine
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
+
+from reco.config import EventsConfig
+from reco.errors import RecoError
+from reco.events import EventsRuntime
+from reco.features import HistoryEntry, history_frame
+from reco.pipeline.pipeline import Pipeline
+from reco.pipeline.sources import TRENDING_SOURCE
+
+log = logging.getLogger(__name__)
+
+TRENDING_REFRESH_SECONDS = 1.0
+
+
+def is_store_outage(exc: BaseException) -> bool:
+    """True for an error that means the store cannot be reached right now (a store
+    function's RecoError wrapping a database error counts too)."""
+    if isinstance(exc, RecoError) and isinstance(exc.__cause__, DBAPIError):
+        exc = exc.__cause__
+    return isinstance(exc, DBAPIError) and not isinstance(exc, DataError | IntegrityError)
+
+
+@dataclass(frozen=True)
+class RecentEvents:
+    """A user's events after the model's snapshot and the items they disliked."""
+
+    frame: pd.DataFrame
+    dislikes: frozenset[str]
+
+
+class OnlineView:
+    """The request side of the event path for one worker (see the module doc).
+
+    ``runtime`` None (no event path) reads history from the store only.
+    """
+
+    def __init__(
+        self,
+        config: EventsConfig,
+        runtime: EventsRuntime | None,
+        *,
+        trending_refresh_seconds: float = TRENDING_REFRESH_SECONDS,
+    ) -> None:
+        self.config = config
+        self.runtime = runtime
+        self.trending_refresh_seconds = trending_refresh_seconds
+        self._lock = threading.Lock()
+        # (the model's pipeline, valid until, its online view)
+        self._trending: tuple[Pipeline, float, Pipeline] | None = None
+
+    # -- history ---------------------------------------------------------------------
+
+    def recent_events(self, engine: Engine, user_id: str, watermark: int) -> RecentEvents:
+        """``user_id``'s events stored (in ``engine``) after ``watermark``, in id order,
+        and the items they disliked."""
+        online = self._online(user_id)
+        if online is None:
+            return self._from_store(engine, user_id, watermark)
+        entries, dislikes, through = online
+        truncated = len(entries) >= self.config.history_length and entries[0].event_id > watermark
+        if truncated:
+            stored = self._from_store(engine, user_id, watermark)
+            return RecentEvents(stored.frame, stored.dislikes | dislikes)
+        after = max(watermark, through)
+        applied = [e for e in entries if e.event_id <= after]
+        try:
+            tail = self._events_since(engine, user_id, after)
+        except Exception as exc:
+            if not is_store_outage(exc):
+                raise
+            log.warning("store unreachable; %s is served from the online history", user_id)
+            tail = None
+        frames = [history_frame([user_id], [applied], after_id=watermark)]
+        if tail is not None and len(tail):
+            frames.append(tail)
+            dislikes = dislikes | self._dislikes_in(tail)
+        frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+        return RecentEvents(frame, frozenset(dislikes))
+
+    def _online(self, user_id: str) -> tuple[list[HistoryEntry], frozenset[str], int] | None:
+        runtime = self.runtime
+        if runtime is None:
+            return None
+        try:
+            through = runtime.processed_through()
+            entries = runtime.features.recent_history([user_id])[0]
+            dislikes = frozenset(runtime.features.dislikes(user_id))
+        except Exception as exc:  # Redis down: the store has every event
+            log.warning("online features unreadable (%s); history from the store", exc)
+            return None
+        return entries, dislikes, through
+
+    def _from_store(self, engine: Engine, user_id: str, watermark: int) -> RecentEvents:
+        frame = self._events_since(engine, user_id, watermark)
+        return RecentEvents(frame, frozenset(self._dislikes_in(frame)))
+
+    @staticmethod
+    def _events_since(engine: Engine, user_id: str, after: int) -> pd.DataFrame:
+        from reco.store.events import events_since
+
+        return events_since(engine, [user_id], after)
+
+    def _dislikes_in(self, frame: pd.DataFrame) -> set[str]:
+        if not len(frame):
+            return set()
+        types = frame["event_type"].to_numpy(dtype=object)
+        items = frame["item_id"].to_numpy(dtype=object)
+        return {str(i) for i, t in zip(items, types, strict=True) if self.config.is_dislike(t)}
+
+    # -- trending --------------------------------------------------------------------
+
+    def pipeline(self, pipeline: Pipeline) -> Pipeline:
+        """``pipeline`` with trending as of now from the online counts (cached briefly)."""
+        if self.runtime is None or TRENDING_SOURCE not in pipeline.sources:
+            return pipeline
+        now = time.monotonic()
+        cached = self._trending
+        if cached is not None and cached[0] is pipeline and cached[1] > now:
+            return cached[2]
+        view = self._with_online_trending(pipeline)
+        with self._lock:
+            self._trending = (pipeline, now + self.trending_refresh_seconds, view)
+        return view
+
+    def _with_online_trending(self, pipeline: Pipeline) -> Pipeline:
+        assert self.runtime is not None
+        try:
+            counts = self.runtime.features.trending_scores(list(pipeline.items.ids))
+        except Exception as exc:
+            log.warning("online trending unreadable (%s); serving the trained trending", exc)
+            return pipeline
+        if not (counts > 0).any():
+            return pipeline
+        with np.errstate(divide="ignore"):
+            scores = np.log(counts)
+        return pipeline.with_global_scores({TRENDING_SOURCE: scores})
