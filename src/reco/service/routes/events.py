@@ -10,13 +10,14 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body
+from pydantic import BaseModel, Field
 
 from reco.config import EventsConfig
 from reco.errors import ValidationError
-from reco.service.deps import State, WriteKey
+from reco.service.deps import ReadKey, State, WriteKey
 from reco.service.errors import Problem
 from reco.service.recommending import forget_answers
-from reco.service.routes.params import WRITE, problems
+from reco.service.routes.params import READ, WRITE, problems
 from reco.service.schemas import EventIn, EventsAccepted
 
 router = APIRouter(prefix="/v1", tags=["events"])
@@ -59,6 +60,60 @@ def post_events(
     state.metrics.events_accepted.inc(result.accepted)
     state.metrics.events_duplicate.inc(result.duplicates)
     return EventsAccepted(accepted=result.accepted, duplicates=result.duplicates)
+
+
+class EventsProgress(BaseModel):
+    """How far this worker's event path is (None where it cannot tell right now)."""
+
+    bus: str = Field(description="'memory' (in-process) or 'redis' (Redis Streams).")
+    stored_through: int | None = Field(description="Largest event id in the store.")
+    processed_through: int | None = Field(
+        description="Every event up to this id has reached the online features."
+    )
+    events_applied: int | None = Field(description="Events the online features counted.")
+    published: int = Field(description="Events this worker's relay put on the bus.")
+    applied: int = Field(description="Events this worker's processor applied.")
+
+
+@router.get(
+    "/events/status",
+    response_model=EventsProgress,
+    responses=problems(*READ),
+    summary="How far the event path is",
+)
+def events_status(_key: ReadKey, state: State) -> EventsProgress:
+    """The store's newest event id next to what the online features have applied: an
+    event is in the online features (trending, segments, every worker's cache
+    dropped) once ``processed_through`` reaches its id."""
+    from reco.store.events import watermark
+
+    runtime = state.events
+    try:
+        stored: int | None = watermark(state.engine)
+    except Exception:  # the store is down: say so with None, like the bus fields
+        stored = None
+    if runtime is None:
+        return EventsProgress(
+            bus="none",
+            stored_through=stored,
+            processed_through=None,
+            events_applied=None,
+            published=0,
+            applied=0,
+        )
+    status = runtime.status()
+    try:
+        applied: int | None = runtime.features.events_applied()
+    except Exception:  # Redis down
+        applied = None
+    return EventsProgress(
+        bus=status.bus,
+        stored_through=stored,
+        processed_through=status.processed_through,
+        events_applied=applied,
+        published=status.published,
+        applied=status.applied,
+    )
 
 
 def check_batch(config: EventsConfig, records: list[dict[str, Any]]) -> None:
