@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -52,3 +54,27 @@ def postgres_url() -> str:
 def redis_url() -> str:
     """URL of the test Redis server (RECO_TEST_REDIS_URL overrides)."""
     return os.environ.get("RECO_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+@pytest.fixture()
+def redis_client(redis_url: str) -> Iterator:
+    """A client of the test Redis (decoded responses); fails with how to start it."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        client.ping()
+    except redis.ConnectionError as exc:
+        pytest.fail(f"Redis at {redis_url} is not reachable ({exc}); run `make services`")
+    yield client
+    client.close()
+
+
+@pytest.fixture()
+def prefix(redis_client) -> Iterator[str]:
+    """A Redis key prefix unique to the test; every key under it is deleted afterwards."""
+    value = f"reco:test:{uuid.uuid4().hex[:12]}:"
+    yield value
+    keys = list(redis_client.scan_iter(match=value + "*", count=1000))
+    if keys:
+        redis_client.delete(*keys)

@@ -20,28 +20,6 @@ from reco.store.db import open_store
 
 
 @pytest.fixture()
-def redis_client(redis_url: str) -> Iterator[redis.Redis]:
-    """A client of the test Redis (decoded responses); fails with how to start it."""
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
-    try:
-        client.ping()
-    except redis.ConnectionError as exc:
-        pytest.fail(f"Redis at {redis_url} is not reachable ({exc}); run `make services`")
-    yield client
-    client.close()
-
-
-@pytest.fixture()
-def prefix(redis_client: redis.Redis) -> Iterator[str]:
-    """A key prefix unique to the test; every key under it is deleted afterwards."""
-    value = f"test:events:{uuid.uuid4().hex[:10]}:"
-    yield value
-    keys = list(redis_client.scan_iter(match=value + "*", count=1000))
-    if keys:
-        redis_client.delete(*keys)
-
-
-@pytest.fixture()
 def sqlite_store(tmp_path: Path) -> Iterator[Engine]:
     """A migrated SQLite store in tmp_path."""
     engine = open_store(f"sqlite:///{tmp_path / 'reco.db'}")

@@ -153,14 +153,6 @@ def redis_client(redis_url):
     client.close()
 
 
-@pytest.fixture()
-def prefix(redis_client):
-    value = f"reco:test:cache:{uuid.uuid4().hex}:"
-    yield value
-    for key in redis_client.scan_iter(match=value + "*"):
-        redis_client.delete(key)
-
-
 @pytest.mark.redis
 def test_redis_miss_then_hit_keyed_by_params_and_version(redis_client, prefix):
     cache = RedisCache(redis_client, 60, prefix=prefix)

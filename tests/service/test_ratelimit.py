@@ -116,14 +116,6 @@ def redis_client(redis_url):
     client.close()
 
 
-@pytest.fixture()
-def prefix(redis_client):
-    value = f"reco:test:rl:{uuid.uuid4().hex}:"
-    yield value
-    for key in redis_client.scan_iter(match=value + "*"):
-        redis_client.delete(key)
-
-
 @pytest.mark.redis
 def test_redis_burst_then_denied_with_retry_after(redis_client, prefix):
     limiter = RedisRateLimiter(redis_client, rate=2.0, burst=3, prefix=prefix)
