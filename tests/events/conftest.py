@@ -3,16 +3,11 @@ SQLite stores in tmp_path, PostgreSQL schemas per test, throwaway Redis servers.
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import redis
 from sqlalchemy import Engine, create_engine, make_url, text
 
 from reco.config import EventsConfig, Settings
@@ -74,79 +69,6 @@ def redis_settings(tmp_path: Path, redis_url: str, prefix: str) -> Callable[...,
         )
 
     return build
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class RedisServer:
-    """A redis-server of the test's own, to stop and restart (AOF fsync'd per write
-    when ``persistent``, nothing kept otherwise)."""
-
-    def __init__(self, folder: Path, *, persistent: bool) -> None:
-        self.folder = folder
-        self.persistent = persistent
-        self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        """Its URL."""
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        """Start it and wait until it answers."""
-        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
-        args += ["--dir", str(self.folder), "--save", ""]
-        args += (
-            ["--appendonly", "yes", "--appendfsync", "always"]
-            if self.persistent
-            else ["--appendonly", "no"]
-        )
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = redis.Redis(port=self.port)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.02)
-            finally:
-                client.close()
-
-    def kill(self) -> None:
-        """SIGKILL: a crash, not a shutdown (no final save)."""
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait()
-            self.process = None
-
-
-@pytest.fixture()
-def redis_server(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]:
-    """Factory of throwaway Redis servers, killed after the test."""
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed")
-    servers: list[RedisServer] = []
-
-    def make(*, persistent: bool) -> RedisServer:
-        folder = tmp_path / f"redis-{len(servers)}"
-        folder.mkdir()
-        server = RedisServer(folder, persistent=persistent)
-        servers.append(server)
-        server.start()
-        return server
-
-    yield make
-    for server in servers:
-        server.kill()
 
 
 def make_events(count: int, *, start: int = 0, users: int = 7, items: int = 13) -> list[dict]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import shutil
 import socket
-import subprocess
 import threading
 import time
 import uuid
@@ -22,7 +21,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import redis
 from fastapi.testclient import TestClient
 from sqlalchemy import make_url
 
@@ -102,48 +100,6 @@ class TcpProxy:
             for sock in (source, sink):
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
-
-
-class RedisServer:
-    """A redis-server of the test's own on a free port, persisting every write (AOF,
-    fsync always) so that a crash and restart loses nothing acknowledged."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.port = _free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        """Its URL."""
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        """Start it and wait until it answers."""
-        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
-        args += ["--dir", str(self.folder), "--save", "", "--appendonly", "yes"]
-        args += ["--appendfsync", "always"]
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = redis.Redis(port=self.port)
-        deadline = time.monotonic() + 10
-        try:
-            while True:
-                try:
-                    client.ping()
-                    return
-                except redis.ConnectionError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.02)
-        finally:
-            client.close()
-
-    def kill(self) -> None:
-        """SIGKILL: a crash, not a shutdown."""
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait()
-            self.process = None
 
 
 class App:
@@ -250,14 +206,9 @@ def test_an_unreachable_store_refuses_writes_and_keeps_serving_reads(
 
 @pytest.mark.redis
 def test_redis_restarting_while_events_flow_loses_and_doubles_nothing(
-    trained_home, tmp_path, start_app
+    trained_home, tmp_path, start_app, redis_server
 ):
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed")
-    folder = tmp_path / "redis"
-    folder.mkdir()
-    server = RedisServer(folder)
-    server.start()
+    server = redis_server(persistent=True)
     try:
         prefix = f"test:failures:{uuid.uuid4().hex[:8]}:"
         events = EventsConfig(
