@@ -3,12 +3,11 @@ SQLite stores in tmp_path, PostgreSQL schemas per test, throwaway Redis servers.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, create_engine, make_url, text
+from sqlalchemy import Engine
 
 from reco.config import EventsConfig, Settings
 from reco.store.db import open_store
@@ -20,35 +19,6 @@ def sqlite_store(tmp_path: Path) -> Iterator[Engine]:
     engine = open_store(f"sqlite:///{tmp_path / 'reco.db'}")
     yield engine
     engine.dispose()
-
-
-@pytest.fixture()
-def postgres_store(postgres_url: str) -> Iterator[Engine]:
-    """A migrated store in a PostgreSQL schema of its own, dropped afterwards."""
-    schema = f"reco_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(postgres_url)
-    try:
-        with admin.begin() as connection:
-            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    except Exception as exc:
-        admin.dispose()
-        pytest.fail(f"PostgreSQL at {postgres_url} is not usable ({exc}); run `make services`")
-    url = make_url(postgres_url).update_query_dict({"options": f"-csearch_path={schema}"})
-    engine = open_store(url.render_as_string(hide_password=False))
-    try:
-        yield engine
-    finally:
-        engine.dispose()
-        with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        admin.dispose()
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def store(request: pytest.FixtureRequest) -> Engine:
-    """A migrated store on each backend."""
-    name = "sqlite_store" if request.param == "sqlite" else "postgres_store"
-    return request.getfixturevalue(name)
 
 
 @pytest.fixture()

@@ -212,34 +212,14 @@ def service(make_service: ServiceFactory) -> Service:
 
 
 @pytest.fixture()
-def postgres_store_url(postgres_url: str, slice_frames: Frames) -> Iterator[str]:
-    """A PostgreSQL schema of its own holding the same slice (so the same interaction
-    ids as the SQLite store the model was trained from); dropped afterwards."""
-    from sqlalchemy import create_engine, make_url, text
-
+def postgres_store_url(postgres_store, slice_frames: Frames) -> str:
+    """URL of a PostgreSQL store (a schema of this test's own, see tests/conftest.py)
+    holding the same slice, so the same interaction ids as the SQLite store the model
+    was trained from."""
     from reco.store.repository import ingest
 
-    schema = f"reco_service_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(postgres_url)
-    try:
-        with admin.begin() as connection:
-            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    except Exception as exc:
-        admin.dispose()
-        pytest.fail(f"PostgreSQL at {postgres_url} is not usable ({exc}); run `make services`")
-    url = make_url(postgres_url).update_query_dict({"options": f"-csearch_path={schema}"})
-    url_text = url.render_as_string(hide_password=False)
-    engine = open_store(url_text)
-    try:
-        ingest(engine, slice_frames, source="ml-100k slice")
-    finally:
-        engine.dispose()
-    try:
-        yield url_text
-    finally:
-        with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        admin.dispose()
+    ingest(postgres_store, slice_frames, source="ml-100k slice")
+    return postgres_store.url.render_as_string(hide_password=False)
 
 
 @pytest.fixture()

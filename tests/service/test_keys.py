@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import re
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -22,22 +20,6 @@ from reco.service.keys import (
     verify_key,
 )
 from reco.store.tables import api_keys
-
-
-def _load_store_fixtures():
-    # tests/store/conftest.py only reaches tests below tests/store; load it by path to
-    # use its `store` fixture (SQLite, and PostgreSQL in a schema of its own per test).
-    path = Path(__file__).resolve().parents[1] / "store" / "conftest.py"
-    spec = importlib.util.spec_from_file_location("reco_tests_store_fixtures", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_fixtures = _load_store_fixtures()
-store_url = _fixtures.store_url
-postgres_schema = _fixtures.postgres_schema
-store = _fixtures.store
 
 
 def test_roles_are_ordered_read_write_admin():
