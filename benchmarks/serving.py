@@ -49,7 +49,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -62,6 +61,8 @@ from importlib import metadata
 from pathlib import Path
 
 import httpx
+
+from processes import free_port, reco_command
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASET = "movielens-latest-small"
@@ -242,22 +243,6 @@ def create_keys(home: Path) -> dict[str, str]:
 
 
 # -- the server -----------------------------------------------------------------------
-
-
-def free_port() -> int:
-    """A TCP port free on loopback right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def reco_command() -> list[str]:
-    """The `reco` console script of this environment."""
-    beside = Path(sys.executable).with_name("reco")
-    found = str(beside) if beside.exists() else shutil.which("reco")
-    if found is None:
-        raise SystemExit("the `reco` command is not installed here; run `make install`")
-    return [found]
 
 
 @dataclass
