@@ -277,6 +277,38 @@ def test_encode_items_matches_the_fitted_vectors_tfidf(
     assert set(nearest.tolist()) <= set(THEMES["space"])
 
 
+@pytest.mark.parametrize("encoder", ["tfidf", pytest.param("sentence", marks=requires_sentence)])
+def test_score_vectors_scores_new_items_like_catalogue_items(encoder: str, request) -> None:
+    model = request.getfixturevalue(f"{encoder}_model")
+    data = catalogue_data()
+    histories = csr_matrix(
+        np.vstack(
+            [
+                history(data, {"space1": 1.0, "space2": 2.0}).toarray(),
+                history(data, {"cook1": 1.0}).toarray(),
+                history(data, {"blank": 1.0}).toarray(),  # no item with content
+            ]
+        )
+    )
+    # Encoded again, the catalogue scores exactly as score() scores it.
+    again = model.score_vectors(histories, model.encode_items(catalogue_items()))
+    known = model.score(histories[:2], np.arange(12))
+    np.testing.assert_allclose(again[:2, :12], known, atol=1e-5)
+    assert np.isnan(again[2]).all(), "no content in the history: nothing to compare with"
+    new = pd.DataFrame(
+        {
+            "title": ["Lunar Landing", "Grandma's Kitchen"],
+            "text": ["An astronaut crew flies a rocket to the moon.", "Baking bread and cakes."],
+            "categories": ["Sci-Fi|Space", "Cooking"],
+        }
+    )
+    scores = model.score_vectors(histories, model.encode_items(new))
+    assert scores.shape == (3, 2) and scores.dtype == np.float32
+    assert scores[0, 0] > scores[0, 1] and scores[1, 1] > scores[1, 0]
+    with pytest.raises(ValueError, match="content dimensions"):
+        model.score_vectors(histories, np.zeros((1, 3), dtype=np.float32))
+
+
 @requires_sentence
 def test_encode_items_sentence_after_load(sentence_model: ContentRecommender, tmp_path) -> None:
     sentence_model.save(tmp_path / "m")

@@ -278,6 +278,28 @@ class ContentRecommender(BaseRecommender):
             self._sentence_model(), docs.texts, batch_size=int(self.batch_size), seed=int(self.seed)
         )
 
+    def score_vectors(self, histories: csr_matrix, vectors: csr_matrix | np.ndarray) -> np.ndarray:
+        """Cosines (float32, rows x len(vectors)) of content vectors from
+        :meth:`encode_items` to each history row's profile: items added after fitting
+        scored the way :meth:`score` scores catalogue items, without refitting.
+
+        NaN for rows whose history has no item with content (no taste to compare with).
+        """
+        histories = self._check_histories(histories)
+        if vectors.ndim != 2 or vectors.shape[1] != self.item_vectors_.shape[1]:
+            raise ValueError(
+                f"vectors of shape {vectors.shape} do not have the model's "
+                f"{self.item_vectors_.shape[1]} content dimensions; make them with encode_items"
+            )
+        profiles, norms = self._profiles(histories)
+        scale = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
+        if isinstance(profiles, csr_matrix):
+            profiles = profiles.toarray()
+        # Sparse or dense vectors times a dense profile block: a dense result either way.
+        scores = np.asarray(vectors @ (profiles * scale[:, None]).T, dtype=np.float32).T
+        scores[norms == 0] = np.nan
+        return np.ascontiguousarray(scores)
+
     # -- persistence ------------------------------------------------------------------
 
     def _state(self) -> dict[str, np.ndarray]:
