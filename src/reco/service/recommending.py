@@ -274,15 +274,14 @@ def _recommend(
     if available is not None:
         allowed = available if allowed is None else allowed & available
     try:
-        result = pipeline.recommend(
-            histories, n, contexts=contexts, filters=filters, allowed=allowed
+        return state.scorer.recommend(
+            pipeline, histories, n, context=contexts[0], filters=filters, allowed=allowed
         )
     except ValueError as exc:
         # The pipeline names the bad input (e.g. an age that is not a number).
         raise Problem(
             422, f"the request cannot be answered: {exc}", kind="invalid-request"
         ) from None
-    return pipeline.to_external(result)[0]
 
 
 def _add_events(pipeline: Pipeline, base: Histories, events: pd.DataFrame | None) -> Histories:

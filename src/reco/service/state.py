@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Engine
 
 from reco.config import Settings
+from reco.service.batching import BatchScorer
 from reco.service.catalog_state import CatalogState
 from reco.service.key_memo import KeyMemo
 from reco.service.metrics import ServiceMetrics
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 @dataclass
 class ServiceState:
     """The store, the served model, the catalogue state, cache, rate limiter, metrics,
-    the event path (relay, processor, online features) and the memo of recently
+    the batch scorer, the event path (relay, processor, online features) and the memo of recently
     verified API keys (``outage_keys``: the same for longer, used only while the
     store cannot be reached, so reads go on)."""
 
@@ -43,6 +44,8 @@ class ServiceState:
     online: OnlineView | None = None
     keys: KeyMemo = field(default_factory=KeyMemo)
     outage_keys: KeyMemo = field(default_factory=lambda: KeyMemo(OUTAGE_KEY_SECONDS))
+    # Scores concurrent recommendation requests together (reco.service.batching).
+    scorer: BatchScorer = field(default_factory=BatchScorer)
     # user id -> time.monotonic() of this worker's last change to them (see
     # reco.service.recommending.forget_answers): an answer computed before it is not cached.
     changed_users: dict[str, float] = field(default_factory=dict)
@@ -53,6 +56,7 @@ class ServiceState:
             watcher.stop()
         if self.events is not None:
             self.events.stop()
+        self.scorer.close()
         if self.cache is not None:
             self.cache.close()
         self.engine.dispose()
