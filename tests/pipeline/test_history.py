@@ -102,3 +102,41 @@ def test_empty_and_bad_input():
         Histories.from_events(1, 2, [0], [5])
     with pytest.raises(ValueError, match="one entry per event"):
         Histories.from_events(1, 2, [0], [1], times=[1, 2])
+
+
+def _same(a: Histories, b: Histories) -> None:
+    for name in ("matrix", "times", "recency", "seen"):
+        left, right = getattr(a, name), getattr(b, name)
+        assert left.shape == right.shape
+        np.testing.assert_array_equal(left.toarray(), right.toarray())
+    np.testing.assert_array_equal(a.users, b.users)
+
+
+def test_take_gathers_rows_of_every_matrix_in_the_asked_order(everyone: Histories):
+    rows = np.array([5, 0, 5, 17])
+    taken = everyone.take(rows)
+    for name in ("matrix", "times", "recency", "seen"):
+        expected = getattr(everyone, name)[rows].toarray()
+        np.testing.assert_array_equal(getattr(taken, name).toarray(), expected)
+    np.testing.assert_array_equal(taken.users, everyone.users[rows])
+
+
+def test_stack_puts_batches_one_after_another(everyone: Histories):
+    parts = [everyone.take(np.array([3])), everyone.take(np.array([9, 1])), everyone.take([2])]
+    _same(Histories.stack(parts), everyone.take(np.array([3, 9, 1, 2])))
+
+
+def test_stack_refuses_batches_over_different_items(everyone: Histories):
+    other = Histories.empty(1, everyone.n_items + 1)
+    with pytest.raises(ValueError, match="one item vocabulary"):
+        Histories.stack([everyone.take([0]), other])
+
+
+def test_recent_keeps_each_rows_latest_nonzero_items():
+    rows = np.array([0, 0, 0, 1, 1])
+    items = np.array([0, 1, 2, 3, 1])
+    weights = np.array([1.0, 0.0, 2.0, 5.0, 4.0], dtype=np.float32)
+    histories = Histories.from_events(2, 4, rows, items, weights=weights, times=np.arange(5.0))
+    recent = histories.recent(2).toarray()
+    # Row 0's two latest are items 2 and 1; item 1 weighs nothing, so only 2 is left.
+    np.testing.assert_array_equal(recent, [[0, 0, 2, 0], [0, 4, 0, 5]])

@@ -95,7 +95,10 @@ class BaseRecommender(ABC):
 
     def _check_histories(self, histories: csr_matrix) -> csr_matrix:
         self._check_fitted()
-        histories = csr_matrix(histories, dtype=np.float32)
+        # Already the right kind: used as is (a conversion costs more than scoring a
+        # short history).
+        if not (isinstance(histories, csr_matrix) and histories.dtype == np.float32):
+            histories = csr_matrix(histories, dtype=np.float32)
         if histories.shape[1] != self.n_items_:
             raise ValueError(
                 f"histories have {histories.shape[1]} item columns but the model knows "
@@ -116,8 +119,9 @@ class BaseRecommender(ABC):
     def _scores_with_fallback(
         self, histories: csr_matrix, users: np.ndarray | None, start: int, stop: int
     ) -> np.ndarray:
-        block = histories[start:stop]
-        block_users = None if users is None else users[start:stop]
+        whole = start == 0 and stop >= histories.shape[0]
+        block = histories if whole else histories[start:stop]
+        block_users = users if users is None or whole else users[start:stop]
         scores = np.asarray(self._score_rows(block, block_users), dtype=np.float32)
         empty = np.diff(block.indptr) == 0
         if empty.any():

@@ -243,9 +243,9 @@ class CandidateGenerator:
             columns[f"{name}_score"] = values
             columns[f"{name}_rank"] = ranks[name]
             columns[f"{name}_gap"] = values - best[name][rows]
+        recents = {length: histories.recent(length) for length in self.config.recent_lengths}
         for name in self.recent_sources:
-            for length in self.config.recent_lengths:
-                recent = histories.recent(length)
+            for length, recent in recents.items():
                 scores = dense_scores(self.sources[name], recent, histories.users)
                 np.copyto(scores, -np.inf, where=blocked | np.isnan(scores))
                 values = scores[rows, items].astype(np.float64)

@@ -196,6 +196,37 @@ class Histories:
         none = np.zeros(0, dtype=np.int64)
         return cls.from_events(n_rows, n_items, none, none, users=users)
 
+    @classmethod
+    def stack(cls, parts: Sequence[Histories]) -> Histories:
+        """The rows of ``parts`` one after another (all over the same items)."""
+        if not parts:
+            raise ValueError("stack needs at least one batch of rows")
+        if len(parts) == 1:
+            return parts[0]
+        n_items = parts[0].n_items
+        if any(part.n_items != n_items for part in parts):
+            raise ValueError("stacked histories must share one item vocabulary")
+        offsets = np.cumsum([0] + [part.matrix.nnz for part in parts[:-1]])
+        indptr = np.concatenate(
+            [parts[0].matrix.indptr[:1]]
+            + [part.matrix.indptr[1:] + offset for part, offset in zip(parts, offsets, strict=True)]
+        ).astype(np.int64)
+        indices = np.concatenate([part.matrix.indices for part in parts])
+        shape = (int(sum(part.n_rows for part in parts)), n_items)
+
+        def joined(name: str) -> csr_matrix:
+            data = np.concatenate([getattr(part, name).data for part in parts])
+            return _csr(data, indices, indptr, shape)
+
+        return cls(
+            matrix=joined("matrix"),
+            times=joined("times"),
+            recency=joined("recency"),
+            seen=joined("seen"),
+            users=np.concatenate([part.users for part in parts]),
+            timed=any(part.timed for part in parts),
+        )
+
     # -- views -----------------------------------------------------------------------
 
     @property
@@ -225,20 +256,34 @@ class Histories:
 
     def recent(self, k: int) -> csr_matrix:
         """The matrix restricted to each row's ``k`` most recent items."""
-        keep = self.recency.data < k
-        matrix = self.matrix.copy()
-        matrix.data = np.where(keep, matrix.data, 0.0).astype(np.float32)
-        matrix.eliminate_zeros()
-        return matrix
+        # Entries of zero weight are left out, as scipy's eliminate_zeros would.
+        keep = (self.recency.data < k) & (self.matrix.data != 0)
+        kept = np.r_[0, np.cumsum(keep)]
+        indptr = kept[self.matrix.indptr]
+        return _csr(self.matrix.data[keep], self.matrix.indices[keep], indptr, self.matrix.shape)
 
     def take(self, rows: np.ndarray) -> Histories:
         """The given rows, in that order."""
         rows = np.asarray(rows, dtype=np.int64)
+        # One gather of the shared structure for all four matrices: scipy's row
+        # indexing would redo it (and its checks) per matrix, a large share of
+        # scoring one request.
+        indptr = self.matrix.indptr
+        starts, stops = indptr[rows], indptr[rows + 1]
+        lengths = stops - starts
+        new_indptr = np.r_[0, np.cumsum(lengths)].astype(indptr.dtype)
+        gather = np.repeat(starts - new_indptr[:-1], lengths) + np.arange(new_indptr[-1])
+        shape = (len(rows), self.n_items)
+        indices = self.matrix.indices[gather]
+
+        def part(matrix: csr_matrix) -> csr_matrix:
+            return _csr(matrix.data[gather], indices, new_indptr, shape)
+
         return Histories(
-            matrix=self.matrix[rows],
-            times=self.times[rows],
-            recency=self.recency[rows],
-            seen=self.seen[rows],
+            matrix=part(self.matrix),
+            times=part(self.times),
+            recency=part(self.recency),
+            seen=part(self.seen),
             users=self.users[rows],
             timed=self.timed,
         )
@@ -306,6 +351,15 @@ class Histories:
             users=users,
             timed=bool(arrays[f"{prefix}timed"]),
         )
+
+
+def _csr(data: np.ndarray, indices: np.ndarray, indptr: np.ndarray, shape: tuple) -> csr_matrix:
+    """A CSR matrix over arrays that already form a valid structure (sorted indices)."""
+    matrix = csr_matrix((data, indices, indptr), shape=shape, copy=False)
+    # Indices were sorted where these arrays came from; saying so spares scipy a check
+    # (and a sort) on every product.
+    matrix.has_sorted_indices = True
+    return matrix
 
 
 def _users(users: np.ndarray | None, n_rows: int) -> np.ndarray:

@@ -184,6 +184,7 @@ class Pipeline:
         request_times: np.ndarray | None = None,
         filters: Any = None,
         allowed: np.ndarray | None = None,
+        threads: int | None = None,
     ) -> Recommendations:
         """Top-``n`` explained recommendations for each history row.
 
@@ -192,6 +193,8 @@ class Pipeline:
         epoch seconds (default: the later of the training data's end and the row's
         latest event). ``filters``: one :class:`Filters` (or dict) for all rows or one
         per row. ``allowed``: a boolean mask over items to restrict every row to.
+        ``threads``: scoring threads (default ``config.scoring_threads``; a service
+        worker uses 1, its cores being shared with the other workers).
         """
         if n < 1:
             raise ValueError(f"n must be at least 1, got {n}")
@@ -210,7 +213,9 @@ class Pipeline:
         # Many small matrix products: one BLAS thread each is several times faster than
         # threads fighting over two cores (DESIGN.md, "Habits").
         with _blas_controller().limit(limits=1, user_api="blas"):
-            return self._recommend(histories, n, contexts, request_times, filters, allowed)
+            return self._recommend(
+                histories, n, contexts, request_times, filters, allowed, threads
+            )
 
     def _recommend(
         self,
@@ -220,6 +225,7 @@ class Pipeline:
         request_times: np.ndarray | None,
         filters: Any,
         allowed: np.ndarray | None,
+        threads: int | None,
     ) -> Recommendations:
         n_rows = histories.n_rows
         row_filters = filters_per_row(filters, n_rows)
@@ -232,7 +238,7 @@ class Pipeline:
             reasons=np.full((n_rows, n), None, dtype=object),
         )
         cold = histories.lengths() < self.cold_threshold
-        threads = max(1, self.config.scoring_threads)
+        threads = max(1, self.config.scoring_threads if threads is None else threads)
         blocks = []
         for route_rows, route in (
             (np.flatnonzero(cold), self._cold),
