@@ -54,15 +54,23 @@ def test_queued_requests_are_scored_together_with_the_same_answers(pipeline: Pip
     try:
         with ThreadPoolExecutor(max_workers=len(rows) + 1) as pool:
             first = pool.submit(
-                scorer.recommend, counting, pipeline.history.take([0]), 10,
-                context={}, filters=Filters(),
-            )  # fmt: skip
+                scorer.recommend,
+                counting,
+                pipeline.history.take([0]),
+                10,
+                context={},
+                filters=Filters(),
+            )
             assert counting.started.wait(timeout=30)
             waiting = [
                 pool.submit(
-                    scorer.recommend, counting, pipeline.history.take([row]), 10,
-                    context={}, filters=rule,
-                )  # fmt: skip
+                    scorer.recommend,
+                    counting,
+                    pipeline.history.take([row]),
+                    10,
+                    context={},
+                    filters=rule,
+                )
                 for row, rule in zip(rows, filters, strict=True)
             ]
             # Let the queue fill while the scorer is busy with the first request.
@@ -85,9 +93,13 @@ def test_requests_for_different_n_are_not_mixed(pipeline: Pipeline):
         with ThreadPoolExecutor(max_workers=4) as pool:
             jobs = {
                 n: pool.submit(
-                    scorer.recommend, pipeline, pipeline.history.take([n]), n,
-                    context={}, filters=Filters(),
-                )  # fmt: skip
+                    scorer.recommend,
+                    pipeline,
+                    pipeline.history.take([n]),
+                    n,
+                    context={},
+                    filters=Filters(),
+                )
                 for n in (3, 5, 7, 9)
             }
             for n, job in jobs.items():
@@ -107,9 +119,13 @@ def test_a_bad_row_fails_alone(pipeline: Pipeline):
                 scorer.recommend, counting, histories, 5, context={}, filters=Filters()
             )
             bad = pool.submit(
-                scorer.recommend, counting, histories, 5, context={"age": "old"},
+                scorer.recommend,
+                counting,
+                histories,
+                5,
+                context={"age": "old"},
                 filters=Filters(),
-            )  # fmt: skip
+            )
             assert len(good.result(timeout=60)) == 5
             with pytest.raises(ValueError):
                 bad.result(timeout=60)

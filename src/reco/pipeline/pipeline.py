@@ -213,9 +213,7 @@ class Pipeline:
         # Many small matrix products: one BLAS thread each is several times faster than
         # threads fighting over two cores (DESIGN.md, "Habits").
         with _blas_controller().limit(limits=1, user_api="blas"):
-            return self._recommend(
-                histories, n, contexts, request_times, filters, allowed, threads
-            )
+            return self._recommend(histories, n, contexts, request_times, filters, allowed, threads)
 
     def _recommend(
         self,

@@ -49,9 +49,7 @@ class _Job:
     def joins(self, first: _Job) -> bool:
         """Whether this job can be scored in one call with ``first``."""
         return (
-            self.pipeline is first.pipeline
-            and self.n == first.n
-            and self.allowed is first.allowed
+            self.pipeline is first.pipeline and self.n == first.n and self.allowed is first.allowed
         )
 
 
