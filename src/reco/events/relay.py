@@ -21,9 +21,19 @@ import time
 from sqlalchemy import Engine
 
 from reco.events.bus import EventBus
-from reco.events.outbox import latest_id, read_events, settled_watermark
+from reco.events.outbox import (
+    every_visible_id_is_settled,
+    latest_id,
+    read_events,
+    settled_watermark,
+)
 
 log = logging.getLogger(__name__)
+
+# While events keep arriving, the pause between two relay rounds: events come in
+# batches of what arrived meanwhile, and an event reaches the online features at most
+# this much later (a user's answers do not wait for it; they read the store).
+GATHER_SECONDS = 0.005
 
 
 class Relay:
@@ -49,6 +59,7 @@ class Relay:
         self.lock_timeout_ms = lock_timeout_ms
         self.rebuild_max_events = rebuild_max_events
         self.published = 0
+        self._settled = every_visible_id_is_settled(engine)
 
     def run_once(self) -> int:
         """Publish the next batch of settled events; return how many were added.
@@ -61,16 +72,20 @@ class Relay:
             return 0
         position = self.bus.position()
         rebuilding = position is None
-        # Nothing new (the usual idle round): stop before the settling lock below.
-        if not rebuilding and latest_id(self.engine) <= position:
-            return 0
-        settled = settled_watermark(self.engine, lock_timeout_ms=self.lock_timeout_ms)
-        if settled is None:
-            return 0  # writers in flight on PostgreSQL: next round
         if position is None:
+            settled = settled_watermark(self.engine, lock_timeout_ms=self.lock_timeout_ms)
+            if settled is None:
+                return 0  # writers in flight on PostgreSQL: next round
             position = self._rebuild_start(settled)
-        if settled <= position:
-            return 0
+        elif self._settled:
+            settled = None  # every visible event is settled: read on from the position
+        else:
+            # Nothing new (the usual idle round): stop before the settling lock below.
+            if latest_id(self.engine) <= position:
+                return 0
+            settled = settled_watermark(self.engine, lock_timeout_ms=self.lock_timeout_ms)
+            if settled is None or settled <= position:
+                return 0
         events = read_events(self.engine, position, settled, min(room, self.batch_size))
         if not events:
             return 0
@@ -96,11 +111,19 @@ class Relay:
         wake: threading.Event,
         *,
         poll_seconds: float = 0.05,
+        gather_seconds: float = GATHER_SECONDS,
         max_backoff_seconds: float = 5.0,
     ) -> None:
-        """Relay until ``stop`` is set; ``wake`` (set after events were stored) skips the
-        wait. Failures (bus or store unreachable) are logged at most once a minute and
-        retried with a growing pause."""
+        """Relay until ``stop`` is set.
+
+        Idle, a round runs every ``poll_seconds`` (events other processes store) or as
+        soon as ``wake`` is set (after this process stored events). While events keep
+        coming, a round that published some waits ``gather_seconds`` before the next,
+        so that events arriving one per request travel in batches instead of one round
+        (and one processor round) each; a full batch goes on at once. Failures (bus or
+        store unreachable) are logged at most once a minute and retried with a growing
+        pause.
+        """
         backoff = poll_seconds
         last_warning = 0.0
         while not stop.is_set():
@@ -110,7 +133,6 @@ class Relay:
                 added = self.run_once()
                 backoff = poll_seconds
             except Exception as exc:  # keep relaying whatever fails; the store holds the events
-                added = 0
                 now = time.monotonic()
                 if now - last_warning > 60:
                     log.warning("event relay paused: %s", exc)
@@ -118,6 +140,9 @@ class Relay:
                 backoff = min(max_backoff_seconds, backoff * 2)
                 stop.wait(backoff)
                 continue
+            if added >= self.batch_size:
+                continue  # a backlog: no pause while catching up
             if added:
-                continue  # more may be waiting: no pause while catching up
+                stop.wait(gather_seconds)
+                continue
             wake.wait(poll_seconds)
