@@ -1,25 +1,31 @@
-"""Live events: validation of whole batches, durable deduplicated appends, reading a
-user's events after a watermark, on SQLite and PostgreSQL."""
+"""Live events: validation of whole batches, durable deduplicated appends (concurrent
+ones sharing transactions), reading a user's events after a watermark, on SQLite and
+PostgreSQL."""
 
 from __future__ import annotations
 
+import threading
 import time
+from contextlib import contextmanager
 
 import pandas as pd
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from reco.data import schema
-from reco.errors import ValidationError
+from reco.errors import RecoError, ValidationError
 from reco.store import counts, load_frames
+from reco.store.db import is_postgres, write_transaction
 from reco.store.entities import delete_user
 from reco.store.events import (
     AppendResult,
     append_events,
     events_frame,
     events_since,
+    group_commit,
     watermark,
 )
+from reco.store.postgres_bulk import INTERACTION_WRITE_LOCK
 
 
 def test_events_become_a_canonical_frame_with_epoch_second_timestamps():
@@ -207,3 +213,102 @@ def test_ids_are_not_reused_after_the_newest_events_are_forgotten(store):
     delete_user(store, "b")
     append_events(store, [{"user_id": "a", "item_id": "3"}])
     assert events_since(store, ["a"], mark)["item_id"].tolist() == ["3"]
+
+
+@contextmanager
+def _write_lock_held(engine):
+    """Hold the interactions write lock (SQLite's, or reco's advisory lock on PostgreSQL)
+    in another transaction, so that appends queue until the block ends."""
+    with write_transaction(engine) as connection:
+        if is_postgres(engine):
+            connection.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"), {"key": INTERACTION_WRITE_LOCK}
+            )
+        yield
+
+
+def _append_concurrently(engine, batches: dict[str, list[dict]]) -> dict[str, object]:
+    """Append each batch from its own thread while the write lock is held, release it
+    once one append leads and the others wait, and return each outcome (a result or
+    the error raised)."""
+    outcomes: dict[str, object] = {}
+
+    def append(name: str, batch: list[dict]) -> None:
+        try:
+            outcomes[name] = append_events(engine, batch)
+        except Exception as exc:
+            outcomes[name] = exc
+
+    threads = [threading.Thread(target=append, args=item) for item in batches.items()]
+    with _write_lock_held(engine):
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 10
+        while group_commit(engine).queued < len(batches) - 1:
+            assert time.monotonic() < deadline, "the appends did not queue up"
+            time.sleep(0.01)
+    for thread in threads:
+        thread.join(timeout=30)
+    return outcomes
+
+
+def test_concurrent_appends_share_a_transaction_and_each_gets_its_own_counts(store):
+    append_events(store, [{"user_id": "u0", "item_id": "i0", "event_id": "old"}])
+    commits: list[int] = []
+    event.listen(store, "commit", lambda _connection: commits.append(1))
+    outcomes = _append_concurrently(
+        store,
+        {
+            "a": [{"user_id": "u1", "item_id": "i1", "event_id": "a1"}],
+            "b": [
+                {"user_id": "u2", "item_id": "i2", "event_id": "b1"},
+                {"user_id": "u2", "item_id": "i3", "event_id": "old"},  # stored before
+            ],
+            "c": [{"user_id": "u3", "item_id": "i3", "event_id": f"c{k}"} for k in range(5)],
+            "d": [{"user_id": "u4", "item_id": "i4"}],
+        },
+    )
+    # The lock holder's, the leading append's own, then one shared by the three waiting.
+    assert len(commits) == 1 + 2
+    assert outcomes == {
+        "a": AppendResult(accepted=1, duplicates=0),
+        "b": AppendResult(accepted=1, duplicates=1),
+        "c": AppendResult(accepted=5, duplicates=0),
+        "d": AppendResult(accepted=1, duplicates=0),
+    }
+    assert counts(store)["interactions"] == 1 + 8
+
+
+def test_a_batch_the_database_refuses_fails_alone(store):
+    if is_postgres(store):
+        refuse = [
+            "CREATE FUNCTION refuse_poison() RETURNS trigger AS $$ BEGIN "
+            "IF NEW.item_id = 'poison' THEN RAISE EXCEPTION 'poison is refused' "
+            "USING ERRCODE = 'check_violation'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql",
+            "CREATE TRIGGER refuse_poison BEFORE INSERT ON interactions "
+            "FOR EACH ROW EXECUTE FUNCTION refuse_poison()",
+        ]
+    else:
+        refuse = [
+            "CREATE TRIGGER refuse_poison BEFORE INSERT ON interactions "
+            "WHEN NEW.item_id = 'poison' BEGIN SELECT RAISE(ABORT, 'poison is refused'); END"
+        ]
+    with store.begin() as connection:
+        for statement in refuse:
+            connection.execute(text(statement))
+    outcomes = _append_concurrently(
+        store,
+        {
+            "first": [{"user_id": "u1", "item_id": "i1"}],
+            "good": [{"user_id": "u2", "item_id": "i2"}, {"user_id": "u2", "item_id": "i3"}],
+            "bad": [{"user_id": "u3", "item_id": "i3"}, {"user_id": "u3", "item_id": "poison"}],
+            "also good": [{"user_id": "u4", "item_id": "i4"}],
+        },
+    )
+    assert isinstance(outcomes["bad"], RecoError)
+    assert "poison is refused" in str(outcomes["bad"])
+    assert "nothing was changed" in str(outcomes["bad"])
+    assert outcomes["good"] == AppendResult(accepted=2, duplicates=0)
+    assert outcomes["also good"] == AppendResult(accepted=1, duplicates=0)
+    users = load_frames(store).interactions["user_id"].tolist()
+    assert sorted(users) == ["u1", "u2", "u2", "u4"]

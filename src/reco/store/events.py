@@ -5,7 +5,9 @@
   listing each bad one.
 * :func:`append_events` stores a batch in one transaction through
   :mod:`reco.store.repository`, so it is deduplicated like any ingest (by
-  ``event_id`` when given); a small batch goes the plain-Python way, without pandas.
+  ``event_id`` when given); a small batch goes the plain-Python way, without pandas,
+  and shares its transaction with the small batches other threads append at the same
+  moment (:class:`GroupCommit`).
 * :func:`events_since` and :func:`watermark` let the service add what happened after a
   model's training snapshot to that model's histories.
 """
@@ -13,7 +15,9 @@
 from __future__ import annotations
 
 import math
+import threading
 import time
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,16 +26,26 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 from sqlalchemy import Engine, bindparam, select
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 
 from reco.data import schema
 from reco.data.schema import Frames
-from reco.errors import ValidationError
+from reco.errors import RecoError, ValidationError
+from reco.store.db import redacted, write_transaction
 from reco.store.entities import _shown, id_problem
-from reco.store.prepare import FEW_ROWS, event_rows
-from reco.store.repository import ingest, ingest_rows, read_watermark
+from reco.store.prepare import FEW_ROWS, EventRows, event_rows
+from reco.store.repository import ingest, insert_event_rows, read_watermark
 from reco.store.tables import MAX_ID_LENGTH, interactions
 
-__all__ = ["AppendResult", "append_events", "events_frame", "events_since", "watermark"]
+__all__ = [
+    "AppendResult",
+    "GroupCommit",
+    "append_events",
+    "events_frame",
+    "events_since",
+    "group_commit",
+    "watermark",
+]
 
 FIELDS = (
     schema.USER,
@@ -313,10 +327,164 @@ def append_events(
             checked.event_types,
             checked.event_ids,
         )
-        report = ingest_rows(engine, rows, source=source)
-    else:
-        report = ingest(engine, Frames(interactions=_frame_of(checked)), source=source)
+        added = group_commit(engine).append(rows, source)
+        return AppendResult(accepted=added, duplicates=rows.received - added)
+    report = ingest(engine, Frames(interactions=_frame_of(checked)), source=source)
     return AppendResult(accepted=report.interactions_added, duplicates=report.duplicates_skipped)
+
+
+# Most rows one shared transaction takes (a request holds at most FEW_ROWS).
+_GROUP_ROWS = 4 * FEW_ROWS
+_GROUPS: weakref.WeakKeyDictionary[Engine, GroupCommit] = weakref.WeakKeyDictionary()
+_GROUPS_LOCK = threading.Lock()
+
+
+def group_commit(engine: Engine) -> GroupCommit:
+    """The engine's :class:`GroupCommit` (one per engine and process, made on first use):
+    what :func:`append_events` writes small batches through."""
+    with _GROUPS_LOCK:
+        group = _GROUPS.get(engine)
+        if group is None:
+            group = _GROUPS[engine] = GroupCommit(engine)
+        return group
+
+
+class _Append:
+    """One caller's batch waiting in a GroupCommit, and what became of it."""
+
+    __slots__ = ("added", "done", "error", "leads", "rows", "source")
+
+    def __init__(self, rows: EventRows, source: str) -> None:
+        self.rows = rows
+        self.source = source
+        self.done = threading.Event()
+        self.leads = False
+        self.added = 0
+        self.error: BaseException | None = None
+
+
+class GroupCommit:
+    """Group commit: small batches appended by concurrent threads share transactions.
+
+    Each transaction costs the same (a lock, a commit, pages to the log, and on a
+    synchronous store an fsync) whether it carries one event or a thousand, so under
+    load one transaction per request is what limits ingestion. Here the first caller
+    becomes the *leader*: it writes every batch queued at that moment in one
+    transaction, one statement per batch (so each caller learns its own count of new
+    rows), commits, and wakes their callers; batches that arrive meanwhile wait for the
+    next transaction, which the first of them leads. Alone, a caller just writes its
+    own batch: no waiting, no timer.
+
+    Every caller returns only once its batch is committed: acknowledged events are
+    durable as before. When a shared transaction fails because of its data (a
+    constraint, a value the database refuses), each batch is written again alone, so
+    one caller's bad batch never fails another's; when the store itself fails (down,
+    locked), every caller of that transaction gets the error.
+    """
+
+    def __init__(self, engine: Engine, *, max_rows: int = _GROUP_ROWS) -> None:
+        self.engine = engine
+        self.max_rows = max_rows
+        self._lock = threading.Lock()
+        self._queue: list[_Append] = []
+        self._leader = False
+
+    @property
+    def queued(self) -> int:
+        """Batches waiting for the next transaction."""
+        with self._lock:
+            return len(self._queue)
+
+    def append(self, rows: EventRows, source: str) -> int:
+        """Store ``rows`` (already validated and keyed) with the batches of concurrent
+        callers; return how many were new. Raises RecoError when the store refuses."""
+        mine = _Append(rows, source)
+        with self._lock:
+            self._queue.append(mine)
+            mine.leads = not self._leader
+            self._leader = True
+        if not mine.leads:
+            mine.done.wait()
+        if mine.leads:  # first in, or handed the lead while waiting
+            self._lead()
+        if mine.error is not None:
+            raise mine.error
+        return mine.added
+
+    def _lead(self) -> None:
+        """Write the queued batches in one transaction, then hand the lead to the next
+        waiting caller (or give it up): the leader's own answer waits for one
+        transaction only."""
+        group = self._take()
+        try:
+            self._write(group)
+        finally:
+            for member in group:
+                member.done.set()
+            with self._lock:
+                if self._queue:
+                    successor = self._queue[0]
+                    successor.leads = True
+                    successor.done.set()
+                else:
+                    self._leader = False
+
+    def _take(self) -> list[_Append]:
+        with self._lock:
+            count, rows = 0, 0
+            for member in self._queue:
+                if count and rows + len(member.rows) > self.max_rows:
+                    break
+                count += 1
+                rows += len(member.rows)
+            group = self._queue[:count]
+            del self._queue[:count]
+        for member in group:
+            member.leads = False
+        return group
+
+    def _write(self, group: list[_Append]) -> None:
+        try:
+            self._transaction(group)
+        except BaseException as exc:
+            if len(group) > 1 and _refused_data(self.engine, exc):
+                for member in group:  # only the batch the database refuses fails
+                    try:
+                        self._transaction([member])
+                    except BaseException as alone:
+                        member.error = _store_error(self.engine, member, alone)
+                return
+            for member in group:
+                member.error = _store_error(self.engine, member, exc)
+
+    def _transaction(self, group: list[_Append]) -> None:
+        with write_transaction(self.engine) as connection:
+            added = [
+                insert_event_rows(connection, member.rows, source=member.source) for member in group
+            ]
+        for member, count in zip(group, added, strict=True):
+            member.added = count
+
+
+def _refused_data(engine: Engine, exc: BaseException) -> bool:
+    """True when the database refused the data itself (not: it is down or busy)."""
+    if isinstance(exc, DBAPIError):
+        return isinstance(exc, DataError | IntegrityError)
+    driver = engine.dialect.loaded_dbapi  # the bulk writes use the driver directly
+    return isinstance(exc, driver.DataError | driver.IntegrityError)
+
+
+def _store_error(engine: Engine, member: _Append, exc: BaseException) -> BaseException:
+    """The error a caller gets: database errors as the RecoError ``ingest`` raises."""
+    if not isinstance(exc, DBAPIError | engine.dialect.loaded_dbapi.Error):
+        return exc
+    cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    error = RecoError(
+        f"{member.source}: the store at {redacted(engine.url)} refused the batch, so nothing "
+        f"was changed: {str(cause).strip()}"
+    )
+    error.__cause__ = exc
+    return error
 
 
 def events_since(engine: Engine, user_ids: Sequence[str], after_id: int) -> pd.DataFrame:
