@@ -25,6 +25,8 @@ class CatalogState:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._lock = threading.Lock()
+        # How many of this worker's own writes were applied (see refresh).
+        self._marks = 0
         # One reference, so readers always see a set and its own fingerprint.
         self._snapshot: tuple[frozenset[str], str] = (frozenset(), _fingerprint(frozenset()))
         self._masks: dict[tuple[str, str], np.ndarray | None] = {}
@@ -43,19 +45,23 @@ class CatalogState:
         """Reread the unavailable items from the store."""
         from reco.store.entities import unavailable_items
 
-        self._set(frozenset(unavailable_items(self.engine)))
+        marks = self._marks
+        self._set(frozenset(unavailable_items(self.engine)), marks)
 
     def mark(self, item_id: str, *, unavailable: bool) -> None:
         """Apply one of this worker's writes now (the next refresh confirms it)."""
         with self._lock:
+            self._marks += 1
             current = self._snapshot[0]
             if (item_id in current) == unavailable:
                 return
             self._replace(current | {item_id} if unavailable else current - {item_id})
 
-    def _set(self, unavailable: frozenset[str]) -> None:
+    def _set(self, unavailable: frozenset[str], marks: int) -> None:
         with self._lock:
-            if unavailable != self._snapshot[0]:
+            # A write of this worker applied while the store was being read may be
+            # missing from what was read: keep it, the next refresh confirms it.
+            if marks == self._marks and unavailable != self._snapshot[0]:
                 self._replace(unavailable)
 
     def _replace(self, unavailable: frozenset[str]) -> None:
