@@ -196,6 +196,19 @@ class ServiceConfig(BaseModel):
     catalog_refresh_seconds: float = Field(
         1.0, gt=0, description="How often a worker rereads item availability from the store."
     )
+    # On by default, unlike the pipeline's exploration_share: offline NDCG cannot see
+    # items the model never trained on, and without slots they stay invisible until the
+    # next retraining. A slot goes only to a new item with a signal for the user
+    # (content similarity to their history, or trending); otherwise the ranked item keeps it.
+    new_items_share: float = Field(
+        0.1,
+        ge=0,
+        lt=1,
+        description=(
+            "Share of each answer (below the top 3) given to items added since the served "
+            "model was trained, alternately by content similarity and trending (0: off)."
+        ),
+    )
 
 
 # Weight of each event type; None means "the event's value" (a rating of 4 weighs 4).

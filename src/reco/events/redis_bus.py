@@ -11,10 +11,15 @@ only accepts an entry id above the stream's last one, even after trimming, so:
   resumes from there. A stream that no longer exists (new server, or data lost) makes
   the relay rebuild from the store.
 
+One script call publishes a whole batch (:data:`_PUBLISH`): one round trip, and an
+entry a racing relay published first is skipped inside Redis instead of coming back
+as one error reply per event.
+
 Trimming. ``MAXLEN ~`` would drop the oldest entries even while a consumer group still
-needs them (undelivered, or pending on a dead consumer), losing events. Instead each
-relay round trims with ``MINID ~`` below the oldest entry any group still needs, and
-publishes only while the stream holds fewer than ``max_length`` entries. The stream
+needs them (undelivered, or pending on a dead consumer), losing events. Instead the
+relay trims with ``MINID ~`` below the oldest entry any group still needs (at most
+once a second while it has room, since that takes a few round trips), and the publish
+script adds entries only while the stream holds fewer than ``max_length``. The stream
 stays bounded and what does not fit waits in the store.
 
 Consuming. Processors of one group share the work (XREADGROUP ``>``); an entry idle
@@ -26,6 +31,7 @@ their effect (:mod:`reco.features.redis_features`).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -40,10 +46,34 @@ from reco.events.event import Event
 
 log = logging.getLogger(__name__)
 
-# What Redis answers to an XADD id at or below the stream's last id.
-_ID_TOO_SMALL = "equal or smaller than the target stream top item"
 # A consumer with nothing pending and idle this long (ms) is forgotten.
 _FORGET_CONSUMER_IDLE_MS = 3_600_000
+# Seconds the relay trusts its own count of the room left before trimming and asking
+# the stream's length again.
+_ROOM_CHECK_SECONDS = 1.0
+
+# Publish a batch: ARGV = max length, then (entry id, payload) pairs in ascending id
+# order. Adds entries while the stream is below its bound; an id at or below the
+# stream's last one (published before, by this relay or another) is skipped. Returns
+# how many were added. `#!lua` (no flags): refused up front when Redis is out of
+# memory, never half-way through a batch.
+_PUBLISH = """#!lua
+local stream = KEYS[1]
+local room = tonumber(ARGV[1]) - redis.call('XLEN', stream)
+local added = 0
+for k = 2, #ARGV, 2 do
+  if added >= room then break end
+  local reply = redis.pcall('XADD', stream, ARGV[k], 'e', ARGV[k + 1])
+  if type(reply) == 'table' and reply.err then
+    if not string.find(reply.err, 'equal or smaller', 1, true) then
+      return redis.error_reply(reply.err)
+    end
+  else
+    added = added + 1
+  end
+end
+return added
+"""
 
 
 def _text(value: Any) -> str:
@@ -100,6 +130,10 @@ class RedisStreamsBus:
         # Whether this process has made sure the group exists (reset when the stream
         # turns out to be gone, e.g. after Redis lost its data).
         self._group_ready = False
+        self._publish = client.register_script(_PUBLISH)
+        # The room left as of the last check, less what was published since.
+        self._room = 0
+        self._room_checked = float("-inf")
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisStreamsBus:
@@ -133,7 +167,13 @@ class RedisStreamsBus:
         return _id_number(info["last-generated-id"]) or None
 
     def room(self) -> int:
-        """Trim what every group is done with; how many entries may be added now."""
+        """How many entries may be added now: counted down from the last check, which
+        is renewed (trimming what every group is done with, then asking the length)
+        once a second or when the count runs out. Other relays' entries may make it
+        too high for that second; the publish script holds the bound exactly."""
+        now = time.monotonic()
+        if self._room > 0 and now - self._room_checked < _ROOM_CHECK_SECONDS:
+            return self._room
         with _reachable(self._where):
             if not self._group_ready:
                 self.ensure_group()
@@ -144,7 +184,9 @@ class RedisStreamsBus:
                 # bound, trim exactly rather than stall the relay.
                 self.trim(approximate=False)
                 length = int(self.client.xlen(self.stream))
-            return max(0, self.max_length - length)
+        self._room = max(0, self.max_length - length)
+        self._room_checked = now
+        return self._room
 
     def trim(self, *, approximate: bool = True) -> None:
         """Drop the entries below the oldest one any group still needs (``approximate``:
@@ -162,25 +204,18 @@ class RedisStreamsBus:
             self.client.xtrim(self.stream, minid=floor, approximate=approximate)
 
     def publish(self, events: Sequence[Event]) -> int:
-        """XADD each event under its own id, in one round trip; return how many were new."""
+        """Add each event under its own id, in one script call; return how many were
+        new (ids at or below the stream's last one are skipped)."""
         if not events:
             return 0
         if not self._group_ready:
             self.ensure_group()  # before the first entry, so the group reads it
+        arguments: list[str | int] = [self.max_length]
+        for event in events:
+            arguments += (event.entry_id, event.payload())
         with _reachable(self._where):
-            pipe = self.client.pipeline(transaction=False)
-            for event in events:
-                pipe.xadd(self.stream, event.fields(), id=event.entry_id)
-            results = pipe.execute(raise_on_error=False)
-        added = 0
-        for result in results:
-            if isinstance(result, ResponseError):
-                if _ID_TOO_SMALL in str(result):
-                    continue  # already published (by us earlier, or another relay)
-                raise result
-            if isinstance(result, RedisConnectionError | RedisTimeoutError):
-                raise BusUnavailable(f"Redis at {self._where} failed mid-publish: {result}")
-            added += 1
+            added = int(self._publish(keys=[self.stream], args=arguments))
+        self._room = max(0, self._room - added)
         return added
 
     # -- consuming (the processors' side) --------------------------------------------

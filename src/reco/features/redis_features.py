@@ -42,6 +42,9 @@ import redis
 from reco.features.base import EventUpdate, HistoryEntry
 from reco.features.decay import decayed_count, event_exponent, half_life_seconds
 
+# One JSON encoder for every call: json.dumps with options builds a new one each time.
+_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
 # The batch travels as ONE JSON argument (packing thousands of separate arguments
 # costs more in redis-py than the whole script costs in Redis), already grouped by key
 # here: the script only checks freshness and then makes a few calls per key, since
@@ -251,9 +254,7 @@ class RedisOnlineFeatures:
         dislikes: dict[str, list[str]] = {}
         for update in updates:  # in id order: lists keep the events' order
             entry = [update.event_id, update.item, update.timestamp, update.event_type]
-            histories.setdefault(update.user, []).append(
-                json.dumps([*entry, update.weight], ensure_ascii=False, separators=(",", ":"))
-            )
+            histories.setdefault(update.user, []).append(_ENCODE([*entry, update.weight]))
             counts[update.item] = counts.get(update.item, 0) + 1
             if update.counts_as_popular:
                 exponent = event_exponent(update.timestamp, self.half_life)
@@ -271,7 +272,7 @@ class RedisOnlineFeatures:
             "s": [(segment, list(items.items())) for segment, items in segments.items()],
             "d": list(dislikes.items()),
         }
-        return json.dumps(plan, ensure_ascii=False, separators=(",", ":"))
+        return _ENCODE(plan)
 
     def clear(self) -> None:
         """Delete every key under the prefix."""

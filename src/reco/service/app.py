@@ -5,8 +5,9 @@ loads the current model (the service starts without one: ``/health/ready`` then 
 why), builds the cache and the rate limiter, starts the event path
 (:class:`reco.events.EventsRuntime`: with the in-process bus each worker relays and
 processes the store's events itself; with Redis it only relays and ``reco worker``
-processes) and two watchers: one swaps in a newly promoted model, one rereads item
-availability. ``reco serve`` runs it under
+processes) and three watchers: one swaps in a newly promoted model, one rereads item
+availability, one rereads the items the served model was not trained with (new items,
+:mod:`reco.service.new_items`). ``reco serve`` runs it under
 uvicorn as a factory (``reco.service.app:create_app``).
 """
 
@@ -115,7 +116,8 @@ def build_state(
     """Open the store, load the current model, build cache, limiter and watchers."""
     from reco.events import EventsRuntime
     from reco.service.cache import cache_for
-    from reco.service.online import OnlineView
+    from reco.service.new_item_answers import RequestEventsView
+    from reco.service.new_items import NewItems
     from reco.service.ratelimit import rate_limiter_for
     from reco.service.recommending import forget_answers
     from reco.store.db import open_store
@@ -125,9 +127,20 @@ def build_state(
     try:
         catalog = CatalogState(engine)
         catalog.refresh()
+        # Cached answers depend on the new items only when answers can hold them.
+        share = settings.service.new_items_share
+        new_items = NewItems(
+            engine,
+            lambda: holder.current,
+            on_change=catalog.set_new_items if share > 0 else None,
+        )
 
         def swapped(previous: LoadedModel | None, loaded: LoadedModel) -> None:
             metrics.set_model(previous.version if previous else None, loaded.version)
+            try:
+                new_items.refresh()  # the new version's vocabulary decides what is new
+            except Exception:  # the watcher below tries again within a second
+                log.exception("new items for model version %s not computed yet", loaded.version)
 
         holder = ModelHolder(settings, engine, on_swap=swapped)
         holder.load_initial()
@@ -150,6 +163,11 @@ def build_state(
     watchers = [
         PeriodicTask("reco-model-watcher", service.reload_check_seconds, holder.check),
         PeriodicTask("reco-catalog-refresh", service.catalog_refresh_seconds, catalog.refresh),
+        PeriodicTask(
+            "reco-new-items-refresh",
+            service.catalog_refresh_seconds,
+            new_items.refresh,
+        ),
     ]
     state = ServiceState(
         settings=settings,
@@ -161,7 +179,8 @@ def build_state(
         metrics=metrics,
         watchers=watchers,
         events=runtime,
-        online=OnlineView(settings.events, runtime),
+        online=RequestEventsView(settings.events, runtime),
+        new_items=new_items,
     )
     built.append(state)
     return state

@@ -5,7 +5,10 @@ answer at once, long before the next training run. :class:`CatalogState` keeps t
 set of such item ids, rereads it from the store every ``catalog_refresh_seconds``
 (other workers' writes) and applies this worker's own writes immediately. Its
 ``fingerprint`` changes whenever the set does: it is part of every cache key, so an
-answer cached before an item went away is never served again.
+answer cached before an item went away is never served again. When answers may hold
+new items (items the served model was not trained with, see
+:mod:`reco.service.new_items`), their fingerprint is folded in too
+(:meth:`CatalogState.set_new_items`), so a cached answer never hides a new item either.
 """
 
 from __future__ import annotations
@@ -25,10 +28,11 @@ class CatalogState:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._lock = threading.Lock()
+        self._new_items = ""
         # How many of this worker's own writes were applied (see refresh).
         self._marks = 0
         # One reference, so readers always see a set and its own fingerprint.
-        self._snapshot: tuple[frozenset[str], str] = (frozenset(), _fingerprint(frozenset()))
+        self._snapshot: tuple[frozenset[str], str] = (frozenset(), _fingerprint(frozenset(), ""))
         self._masks: dict[tuple[str, str], np.ndarray | None] = {}
 
     @property
@@ -38,8 +42,14 @@ class CatalogState:
 
     @property
     def fingerprint(self) -> str:
-        """A short hash of the unavailable set; changes whenever the set does."""
+        """A short hash of the unavailable set (and the new items, when folded in);
+        changes whenever they do."""
         return self._snapshot[1]
+
+    @property
+    def snapshot(self) -> tuple[frozenset[str], str]:
+        """The unavailable set and the fingerprint, read together (one reference)."""
+        return self._snapshot
 
     def refresh(self) -> None:
         """Reread the unavailable items from the store."""
@@ -57,6 +67,13 @@ class CatalogState:
                 return
             self._replace(current | {item_id} if unavailable else current - {item_id})
 
+    def set_new_items(self, fingerprint: str) -> None:
+        """Fold the new items' fingerprint into the catalogue's: called when they change."""
+        with self._lock:
+            if fingerprint != self._new_items:
+                self._new_items = fingerprint
+                self._replace(self._snapshot[0])
+
     def _set(self, unavailable: frozenset[str], marks: int) -> None:
         with self._lock:
             # A write of this worker applied while the store was being read may be
@@ -65,7 +82,7 @@ class CatalogState:
                 self._replace(unavailable)
 
     def _replace(self, unavailable: frozenset[str]) -> None:
-        self._snapshot = (unavailable, _fingerprint(unavailable))
+        self._snapshot = (unavailable, _fingerprint(unavailable, self._new_items))
         self._masks = {}
 
     def allowed(self, model: LoadedModel) -> np.ndarray | None:
@@ -93,9 +110,10 @@ class CatalogState:
         return item_id not in self._snapshot[0]
 
 
-def _fingerprint(unavailable: frozenset[str]) -> str:
+def _fingerprint(unavailable: frozenset[str], new_items: str) -> str:
     digest = hashlib.sha1(usedforsecurity=False)
     for item in sorted(unavailable):
         digest.update(item.encode("utf-8", "surrogatepass"))
         digest.update(b"\x00")
+    digest.update(b"\x01" + new_items.encode())
     return digest.hexdigest()[:16]

@@ -34,6 +34,11 @@ from reco.pipeline.history import Histories
 from reco.pipeline.pipeline import Pipeline, Recommendation
 from reco.service.errors import Problem
 from reco.service.model_holder import LoadedModel
+from reco.service.new_item_answers import (
+    similar_to_new_item,
+    with_new_items,
+    with_new_neighbours,
+)
 from reco.service.online import OnlineView, is_store_outage
 from reco.service.schemas import SessionEvent, SessionRequest
 from reco.service.state import ServiceState
@@ -220,17 +225,25 @@ def session_answer(state: ServiceState, model: LoadedModel, request: SessionRequ
 
 
 def similar_answer(state: ServiceState, model: LoadedModel, item_id: str, n: int) -> bytes:
-    """The answer body (with its recommendation id) of the items most like ``item_id``."""
+    """The answer body (with its recommendation id) of the items most like ``item_id``:
+    a known item's neighbours, the new-items share of them new items close in content;
+    a new item's content neighbours among known and new items."""
     check_n(state, n)
-    unavailable = state.catalog.unavailable
-    spare = min(len(unavailable), _MAX_SIMILAR_SPARE)
-    try:
-        found = model.pipeline.similar_items(item_id, n + spare)
-    except RecoError as exc:
-        if type(exc) is not RecoError:
-            raise
-        found = []  # nothing relates this item to others: an empty answer, not an error
-    found = [r for r in found if r.item_id not in unavailable][:n]
+    items = model.pipeline.items
+    if item_id not in items:
+        # Not trained with it: a new item (404 when the store does not have it either).
+        found = similar_to_new_item(state, model, item_id, n)
+    else:
+        unavailable = state.catalog.unavailable
+        spare = min(len(unavailable), _MAX_SIMILAR_SPARE)
+        try:
+            found = model.pipeline.similar_items(item_id, n + spare)
+        except RecoError as exc:
+            if type(exc) is not RecoError:
+                raise
+            found = []  # nothing relates this item to others: an empty answer, not an error
+        found = [r for r in found if r.item_id not in unavailable][:n]
+        found = with_new_neighbours(state, model, items.index_of(item_id), found, n)
     _count(state, "similar", found)
     return with_recommendation_id(
         _dumps(
@@ -261,6 +274,24 @@ def check_n(state: ServiceState, n: int) -> None:
 
 
 def _recommend(
+    state: ServiceState,
+    model: LoadedModel,
+    histories: Histories,
+    contexts: list[dict[str, Any]],
+    filters: Filters,
+    n: int,
+    allowed: np.ndarray | None,
+) -> list[Recommendation]:
+    """The model's answer for one history row, with the new-items share of its slots
+    given to items added since training (not in a rerank: it ranks only the caller's
+    candidates the model knows)."""
+    found = _recommend_known(state, model, histories, contexts, filters, n, allowed)
+    if allowed is not None:
+        return found
+    return with_new_items(state, model, model.pipeline, histories, filters, n, found)
+
+
+def _recommend_known(
     state: ServiceState,
     model: LoadedModel,
     histories: Histories,

@@ -21,6 +21,7 @@ OUTAGE_KEY_SECONDS = 3_600.0
 if TYPE_CHECKING:
     from reco.events import EventsRuntime
     from reco.service.cache import RecommendationCache
+    from reco.service.new_items import NewItems
     from reco.service.online import OnlineView
     from reco.service.ratelimit import RateLimiter
 
@@ -42,6 +43,8 @@ class ServiceState:
     watchers: list[PeriodicTask] = field(default_factory=list)
     events: EventsRuntime | None = None
     online: OnlineView | None = None
+    # Stored items the served model was not trained with (reco.service.new_items).
+    new_items: NewItems | None = None
     keys: KeyMemo = field(default_factory=KeyMemo)
     outage_keys: KeyMemo = field(default_factory=lambda: KeyMemo(OUTAGE_KEY_SECONDS))
     # Scores concurrent recommendation requests together (reco.service.batching).

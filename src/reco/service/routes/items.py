@@ -1,4 +1,8 @@
-"""Items: metadata and availability (an unavailable item is never recommended)."""
+"""Items: metadata and availability (an unavailable item is never recommended).
+
+An item the served model was not trained with is a new item from its PUT on: it can
+enter answers and has similar items before any retraining (:mod:`reco.service.new_items`).
+"""
 
 from __future__ import annotations
 
@@ -19,7 +23,8 @@ def put_item(
     _key: WriteKey, state: State, item_id: PathId, item: Annotated[ItemIn, Body()]
 ) -> ItemOut:
     """Create or replace an item; ``available: false`` takes it out of every answer
-    at once (and a deleted item comes back)."""
+    at once (and a deleted item comes back). An item the served model was not trained
+    with can be recommended at once, by its content and by trending."""
     from reco.store.entities import put_item as store_put_item
 
     stored = store_put_item(
@@ -32,6 +37,8 @@ def put_item(
         attributes=item.attributes,
     )
     state.catalog.mark(item_id, unavailable=not stored["available"])
+    if state.new_items is not None:
+        state.new_items.put(stored, state.holder.current)
     return ItemOut.model_validate(stored)
 
 
@@ -56,6 +63,8 @@ def delete_item(_key: WriteKey, state: State, item_id: PathId) -> Response:
     if not store_delete_item(state.engine, item_id):
         raise _no_item(item_id)
     state.catalog.mark(item_id, unavailable=True)
+    if state.new_items is not None:
+        state.new_items.forget(item_id, state.holder.current)
     return Response(status_code=204)
 
 
