@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -110,3 +111,28 @@ def test_a_killed_worker_loses_nothing_and_counts_nothing_twice(
     # What the first worker held when it died was taken over by the second.
     assert "claimed" in log
     engine.dispose()
+
+
+def test_the_workers_invalidations_reach_every_service_workers_cache(redis_url, tmp_path):
+    from reco.cli.worker_commands import _cache_invalidator
+    from reco.config import Settings
+    from reco.service.cache import TwoLevelCache, cache_for
+
+    settings = Settings(home=tmp_path, redis_url=redis_url)
+    service_cache = cache_for(settings)  # what each service worker answers through
+    assert isinstance(service_cache, TwoLevelCache)
+    users = [f"worker-test-{uuid.uuid4().hex[:8]}-{k}" for k in range(3)]
+    try:
+        for user in users:
+            service_cache.put(user, "n=10", "v1", b"answer")
+        _cache_invalidator(settings)(users[:2])
+        # Gone from Redis at once, and from the service worker's memory once the
+        # announcement arrives.
+        wait_for(
+            lambda: all(service_cache.local.get(u, "n=10", "v1") is None for u in users[:2]),
+            5,
+            "the invalidations to reach the memory cache",
+        )
+        assert [service_cache.get(u, "n=10", "v1") for u in users] == [None, None, b"answer"]
+    finally:
+        service_cache.close()

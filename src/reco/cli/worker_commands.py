@@ -16,6 +16,7 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -158,16 +159,30 @@ def _safe_new_events(scheduler: RetrainScheduler) -> int:
 
 
 def _cache_invalidator(settings: Settings) -> UsersHook | None:
-    """Drop cached recommendations of users whose events were applied (in Redis, and
-    through its pub/sub in every service worker's memory); None without a cache."""
-    from reco.service.cache import cache_for
+    """Drop the cached recommendations of users whose events were applied: in Redis,
+    and through its pub/sub in every service worker's memory; None without a cache.
 
-    cache = cache_for(settings)
-    if cache is None:
+    What :meth:`reco.service.cache.TwoLevelCache.invalidate_user` does for one user,
+    for a whole batch in one round trip (one call per user cost ~150 µs, most of a
+    worker's time per event). The worker serves no answers, so it keeps no memory
+    cache and does not listen to the channel itself.
+    """
+    from reco.service.cache import INVALIDATION_CHANNEL, RedisCache
+    from reco.service.ratelimit import redis_from_url
+
+    service = settings.service
+    if not service.cache_enabled or not settings.redis_url:
         return None
+    client = redis_from_url(settings.redis_url)
+    shared = RedisCache(client, service.cache_ttl_seconds)
 
-    def invalidate(users: list[str]) -> None:
+    def invalidate(users: Sequence[str]) -> None:
+        if not users:
+            return
+        pipe = client.pipeline(transaction=False)
+        pipe.delete(*(shared.redis_key(user) for user in users))
         for user in users:
-            cache.invalidate_user(user)
+            pipe.publish(INVALIDATION_CHANNEL, user.encode("utf-8", "surrogatepass"))
+        pipe.execute()
 
     return invalidate
