@@ -16,8 +16,10 @@
 The user's events on new items never reach the model's history rows (those only have
 columns for the model's vocabulary). :class:`RequestEventsView` keeps the events the
 request read for its user in a context variable, so the answer can leave out the
-new items among them. Work per request is a few vectorised operations over the new
-items (no loop over them), and a single attribute check when there are none.
+new items among them. An anonymous session's own history never passes through it:
+a new item named there is not left out of that session's answer. Work per request
+is a few vectorised operations over the new items (no loop over them), and a single
+attribute check when there are none.
 """
 
 from __future__ import annotations
