@@ -275,12 +275,24 @@ class RedisStreamsBus:
             raise
 
     def processed_through(self) -> int:
-        """The largest event id such that the group has processed every event up to it."""
-        groups = {_text(g["name"]): g for g in self._groups()}
-        group = groups.get(self.group)
+        """The largest event id such that the group has processed every event up to it.
+
+        One round trip (every answer of the service asks): the groups and the oldest
+        pending entry together.
+        """
+        pipe = self.client.pipeline(transaction=False)
+        pipe.xinfo_groups(self.stream)
+        pipe.xpending(self.stream, self.group)
+        groups, summary = pipe.execute(raise_on_error=False)
+        if isinstance(groups, ResponseError) and "no such key" in str(groups).lower():
+            return 0  # no stream (yet, or lost with the server's data)
+        if isinstance(groups, Exception):
+            raise groups
+        group = {_text(g["name"]): g for g in groups}.get(self.group)
         if group is None:
             return 0
-        summary = self.client.xpending(self.stream, self.group)
+        if isinstance(summary, Exception):
+            raise summary
         if summary["pending"]:
             return _id_number(summary["min"]) - 1
         return _id_number(group["last-delivered-id"])

@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 # batches of what arrived meanwhile, and an event reaches the online features at most
 # this much later (a user's answers do not wait for it; they read the store).
 GATHER_SECONDS = 0.005
+# An idle relay asks the bus for its position this often (seconds), and the store alone
+# in between.
+BUS_CHECK_SECONDS = 1.0
 
 
 class Relay:
@@ -60,6 +63,8 @@ class Relay:
         self.rebuild_max_events = rebuild_max_events
         self.published = 0
         self._settled = every_visible_id_is_settled(engine)
+        # The bus position at the last full round, and when.
+        self._seen: tuple[int | None, float] = (None, 0.0)
 
     def run_once(self) -> int:
         """Publish the next batch of settled events; return how many were added.
@@ -67,10 +72,13 @@ class Relay:
         Raises BusUnavailable when the bus is down (nothing is lost: the events stay
         in the store for the next round).
         """
+        if self._nothing_new():
+            return 0
         room = self.bus.room()
         if room <= 0:
             return 0
         position = self.bus.position()
+        self._seen = (position, time.monotonic())
         rebuilding = position is None
         if position is None:
             settled = settled_watermark(self.engine, lock_timeout_ms=self.lock_timeout_ms)
@@ -98,6 +106,15 @@ class Relay:
         added = self.bus.publish(events)
         self.published += added
         return added
+
+    def _nothing_new(self) -> bool:
+        """True when the store holds nothing above the bus position seen in the last
+        BUS_CHECK_SECONDS: the idle round then costs one store query, no round trip to
+        the bus (whose position is still asked that often: Redis may lose its data)."""
+        position, at = self._seen
+        if position is None or time.monotonic() - at > BUS_CHECK_SECONDS:
+            return False
+        return latest_id(self.engine) <= position
 
     def _rebuild_start(self, settled: int) -> int:
         """Where a bus without history starts: the beginning, or the newest events only."""
