@@ -12,12 +12,12 @@ from reco.store import counts, ingest, load_frames
 from reco.store.entities import (
     delete_item,
     delete_user,
-    deleted_users,
     get_item,
     get_user,
     put_item,
     put_user,
     unavailable_items,
+    user_state,
 )
 from reco.store.events import events_since
 
@@ -52,7 +52,9 @@ def test_deleting_a_user_forgets_them_and_their_interactions(store, frames_of):
 
     assert delete_user(store, "u1") is True
     assert get_user(store, "u1") is None
-    assert deleted_users(store, ["u1", "u2", "nobody"]) == {"u1"}
+    assert user_state(store, "u1") == ({}, True)
+    assert user_state(store, "u2") == ({"device": "web"}, False)
+    assert user_state(store, "nobody") == ({}, False)
     assert len(events_since(store, ["u1"], 0)) == 0
     loaded = load_frames(store)
     assert loaded.interactions["user_id"].tolist() == ["u2"]
@@ -61,13 +63,13 @@ def test_deleting_a_user_forgets_them_and_their_interactions(store, frames_of):
 
     assert delete_user(store, "u1") is False  # already gone
     assert delete_user(store, "nobody") is False
-    assert deleted_users(store, ["nobody"]) == set()
+    assert user_state(store, "nobody") == ({}, False)
 
 
 def test_a_user_known_only_from_events_can_be_deleted(store, frames_of):
     ingest(store, frames_of([("ghost", "i1", 1), ("other", "i1", 2)]), source="seed")
     assert delete_user(store, "ghost") is True
-    assert deleted_users(store, ["ghost"]) == {"ghost"}
+    assert user_state(store, "ghost") == ({}, True)
     assert load_frames(store).interactions["user_id"].tolist() == ["other"]
 
 
@@ -78,7 +80,7 @@ def test_a_put_brings_a_deleted_user_back_with_only_the_new_attributes(store):
     assert back["attributes"] == {"country": "DE"}
     assert back["created_at"] == created["created_at"]
     assert get_user(store, "u1") == back
-    assert deleted_users(store, ["u1"]) == set()
+    assert user_state(store, "u1") == ({"country": "DE"}, False)
     assert load_frames(store).users.to_dict("records") == [{"user_id": "u1", "country": "DE"}]
 
 
@@ -165,6 +167,7 @@ def test_hostile_ids_are_refused_with_the_reason(store, bad, reason):
     for call in (
         lambda: put_user(store, bad, {}),
         lambda: get_user(store, bad),
+        lambda: user_state(store, bad),
         lambda: delete_user(store, bad),
         lambda: put_item(store, bad),
         lambda: get_item(store, bad),
@@ -173,7 +176,6 @@ def test_hostile_ids_are_refused_with_the_reason(store, bad, reason):
         with pytest.raises(ValidationError, match=re.escape(reason)):
             call()
     assert counts(store) == {"users": 0, "items": 0, "interactions": 0}
-    assert deleted_users(store, [bad] if isinstance(bad, str) else []) == set()
 
 
 def test_every_bad_field_is_listed_and_nothing_is_stored(store):
@@ -203,11 +205,3 @@ def test_every_bad_field_is_listed_and_nothing_is_stored(store):
     with pytest.raises(ValidationError, match="field of its own"):
         put_user(store, "u1", {"user_id": "someone else"})
     assert counts(store) == {"users": 0, "items": 0, "interactions": 0}
-
-
-def test_deleted_users_looks_up_many_ids_and_skips_impossible_ones(store):
-    for n in range(3):
-        put_user(store, f"u{n}", {})
-        delete_user(store, f"u{n}")
-    asked = [f"u{n}" for n in range(1_200)] + ["", "x" * 600, "u0"]
-    assert deleted_users(store, asked) == {"u0", "u1", "u2"}

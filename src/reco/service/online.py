@@ -55,9 +55,10 @@ def is_store_outage(exc: BaseException) -> bool:
 
 @dataclass(frozen=True)
 class RecentEvents:
-    """A user's events after the model's snapshot and the items they disliked."""
+    """A user's events after the model's snapshot (None: there are none) and the items
+    they disliked."""
 
-    frame: pd.DataFrame
+    frame: pd.DataFrame | None
     dislikes: frozenset[str]
 
 
@@ -95,7 +96,7 @@ class OnlineView:
             stored = self._from_store(engine, user_id, watermark)
             return RecentEvents(stored.frame, stored.dislikes | dislikes)
         after = max(watermark, through)
-        applied = [e for e in entries if e.event_id <= after]
+        applied = [e for e in entries if watermark < e.event_id <= after]
         try:
             tail = self._events_since(engine, user_id, after)
         except Exception as exc:
@@ -103,11 +104,14 @@ class OnlineView:
                 raise
             log.warning("store unreachable; %s is served from the online history", user_id)
             tail = None
-        frames = [history_frame([user_id], [applied], after_id=watermark)]
+        # Most users have no event since the snapshot: no frame is built for them.
+        frames = [history_frame([user_id], [applied])] if applied else []
         if tail is not None and len(tail):
             frames.append(tail)
             dislikes = dislikes | self._dislikes_in(tail)
-        frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+        frame = None
+        if frames:
+            frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
         return RecentEvents(frame, frozenset(dislikes))
 
     def _online(self, user_id: str) -> tuple[list[HistoryEntry], frozenset[str], int] | None:

@@ -154,19 +154,16 @@ def user_history(
     model's snapshot. With the store unreachable: no attributes, not deleted, and the
     events the online features hold.
     """
-    from reco.store.entities import deleted_users, get_user
+    from reco.store.entities import user_state
 
     pipeline = model.pipeline
     try:
-        stored = get_user(state.engine, user_id)
-        deleted = False
-        if stored is None and pipeline.users.lookup([user_id])[0] >= 0:
-            deleted = user_id in deleted_users(state.engine, [user_id])
+        stored, deleted = user_state(state.engine, user_id)
     except Exception as exc:
         if not is_store_outage(exc):
             raise
-        stored, deleted = None, False
-    attributes = _scalar_attributes(stored.get("attributes") if stored else None)
+        stored, deleted = {}, False
+    attributes = _scalar_attributes(stored)
     if deleted:
         base = Histories.empty(1, len(pipeline.items), users=np.array([-1]))
     else:

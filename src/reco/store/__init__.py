@@ -14,7 +14,6 @@ from reco.store.db import create_engine_for, migrate, open_store
 from reco.store.entities import (
     delete_item,
     delete_user,
-    deleted_users,
     get_item,
     get_user,
     put_item,
@@ -44,7 +43,6 @@ __all__ = [
     "current_model_version",
     "delete_item",
     "delete_user",
-    "deleted_users",
     "events_frame",
     "events_since",
     "get_item",

@@ -31,13 +31,13 @@ from reco.store.tables import MAX_ID_LENGTH, interactions, items, users
 __all__ = [
     "delete_item",
     "delete_user",
-    "deleted_users",
     "get_item",
     "get_user",
     "id_problem",
     "put_item",
     "put_user",
     "unavailable_items",
+    "user_state",
 ]
 
 # Ids may not hold control characters (C0, DEL, C1) nor unpaired surrogates, which
@@ -248,6 +248,20 @@ def get_user(engine: Engine, user_id: str) -> dict | None:
     return None if row is None else _user_dict(row)
 
 
+def user_state(engine: Engine, user_id: str) -> tuple[dict[str, Any], bool]:
+    """What serving a user needs from the store, in one query: their stored attributes
+    (empty when none) and whether they were deleted (tombstoned)."""
+    user_id = _checked_id(user_id, "user_id", "user")
+    query = select(users.c.attributes, users.c.deleted_at).where(users.c.user_id == user_id)
+    with engine.connect() as connection:
+        row = connection.execute(query).one_or_none()
+    if row is None:
+        return {}, False
+    if row.deleted_at is not None:
+        return {}, True
+    return dict(row.attributes or {}), False
+
+
 def delete_user(engine: Engine, user_id: str) -> bool:
     """Forget a user: tombstone their row (attributes emptied) and delete every
     interaction of theirs, in one transaction.
@@ -276,18 +290,6 @@ def delete_user(engine: Engine, user_id: str) -> bool:
             )
         )
     return True
-
-
-def deleted_users(engine: Engine, user_ids: Sequence[str]) -> set[str]:
-    """Which of ``user_ids`` are deleted (tombstoned); ids that cannot exist are not."""
-    found: set[str] = set()
-    with engine.connect() as connection:
-        for chunk in _lookup_chunks(user_ids):
-            query = select(users.c.user_id).where(
-                users.c.user_id.in_(chunk), users.c.deleted_at.is_not(None)
-            )
-            found.update(connection.execute(query).scalars())
-    return found
 
 
 # -- items ------------------------------------------------------------------------------
