@@ -282,6 +282,31 @@ def test_the_set_is_bounded_and_follows_the_store(service):
     assert tracker.view(model).vectors.shape[0] == 3
 
 
+def test_a_refresh_rereads_only_rows_changed_since_the_last_read(service, monkeypatch):
+    from reco.service import new_items
+    from reco.store.entities import put_item
+
+    read: list[int] = []
+    real = new_items._items_updated_since
+
+    def counted(engine, since):
+        rows = real(engine, since)
+        read.append(len(rows))
+        return rows
+
+    monkeypatch.setattr(new_items, "_items_updated_since", counted)
+    monkeypatch.setattr(new_items, "OVERLAP_SECONDS", 0.0)
+    model = service.state.holder.current
+    tracker = NewItems(service.state.engine, lambda: model)
+    tracker.refresh()  # the full scan
+    tracker.refresh()
+    put_item(service.state.engine, "new-one", title="Film")
+    tracker.refresh()
+    # The whole catalogue was ingested at about one time: none of it is read again.
+    assert read == [0, 1]
+    assert tracker.view(model).ids == ["new-one"]
+
+
 def test_a_promoted_version_trained_with_the_item_no_longer_counts_it_new(make_service):
     from reco.config import PipelineConfig
     from reco.store.repository import load_frames

@@ -12,8 +12,8 @@ How it stays current:
 
 * this worker's own PUT and DELETE apply at once (:meth:`NewItems.put`, :meth:`forget`);
 * every ``catalog_refresh_seconds`` it rereads the items whose ``updated_at`` moved
-  (other workers' writes), going back ``OVERLAP_SECONDS`` so a write committed late or
-  stamped by a slightly slow clock is not missed;
+  (other workers' writes) since ``OVERLAP_SECONDS`` before its previous read began,
+  so a write committed late or stamped by a slightly slow clock is not missed;
 * every ``FULL_SCAN_SECONDS``, and whenever the served version changes (hot reload), it
   scans the ids of every live item again and recomputes the set from scratch. Items
   the new version was trained with are in its vocabulary and leave the set by
@@ -233,14 +233,13 @@ class NewItems:
 
     def _full_scan(self, model: LoadedModel) -> None:
         """Recompute the set from the ids of every live, available item."""
+        started = datetime.now(UTC)
         vocabulary = model.pipeline.items
         newest: list[tuple[datetime, str]] = []  # a min-heap of the most recent ones
         missing = 0
-        latest = self._since
         for chunk in _live_items(self.engine):
             ids = [row.item_id for row in chunk]
             stamps = [_aware(row.updated_at) for row in chunk]
-            latest = max([latest, *stamps], key=_sort_key)
             for k in np.flatnonzero(vocabulary.lookup(ids) < 0):
                 missing += 1
                 entry = (stamps[k], ids[k])
@@ -259,19 +258,22 @@ class NewItems:
         if model.version != self._version:
             self._reset(model.version)
         self._records = {r.item_id: r for r in _items_by_id(self.engine, [i for _, i in newest])}
-        # No live item yet: later rows are those stamped from about now on.
-        self._since = latest or datetime.now(UTC)
+        self._since = started
         self._full_scan_at = time.monotonic()
 
     def _reread_changed(self, model: LoadedModel) -> None:
         """Apply the rows whose ``updated_at`` moved since the last read."""
+        started = datetime.now(UTC)
         since = None if self._since is None else self._since - timedelta(seconds=OVERLAP_SECONDS)
         rows = _items_updated_since(self.engine, since)
+        # The next read goes back from when this one began, not from the newest row's
+        # stamp: after a bulk ingest every row carries about the same stamp, and going
+        # back from it would reread the whole catalogue on every refresh.
+        self._since = started
         if not rows:
             return
         unknown = model.pipeline.items.lookup([row["item_id"] for row in rows]) < 0
         for row, is_new in zip(rows, unknown, strict=True):
-            self._since = max(self._since, row["updated_at"], key=_sort_key)
             if not is_new:
                 continue
             if row["available"] and row["deleted_at"] is None:
@@ -417,10 +419,6 @@ def _fingerprint(records: Mapping[str, NewItem]) -> str:
 def _aware(moment: datetime) -> datetime:
     # SQLite gives back naive datetimes; the store writes UTC.
     return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def _sort_key(moment: datetime | None) -> datetime:
-    return datetime.min.replace(tzinfo=UTC) if moment is None else moment
 
 
 # -- store queries ----------------------------------------------------------------------
