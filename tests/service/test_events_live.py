@@ -156,7 +156,7 @@ def test_one_event_raises_the_neighbours_of_the_consumed_item(live_app: App):
     consumed = _unseen_item(live_app, USER)
 
     def scores() -> np.ndarray:
-        histories = user_history(state, model, USER)[0]
+        histories = user_history(state, model, USER).histories
         return dense_scores(itemknn, histories.matrix, histories.users)[0]
 
     before = scores()
@@ -176,10 +176,10 @@ def test_a_disliked_item_is_never_recommended_again(live_app: App):
     model = state.holder.current
     disliked = live_app.items("2")[0]
     last = live_app.send({"user_id": "2", "item_id": disliked, "event_type": "dislike"})
-    assert disliked in user_history(state, model, "2")[2]  # from the store's tail
+    assert disliked in user_history(state, model, "2").dislikes  # from the store's tail
     live_app.processed(last)
     assert disliked in state.events.features.dislikes("2")
-    assert disliked in user_history(state, model, "2")[2]  # from the online features
+    assert disliked in user_history(state, model, "2").dislikes  # from the online features
     for n in (5, 20, 100):
         assert disliked not in live_app.items("2", n)
     rerank = live_app.client.post(
@@ -203,7 +203,7 @@ def test_many_events_on_one_item_make_it_trending(live_app: App):
     assert features.top_trending(1)[0][0] == rare
     # The pipeline the app answers with: its trending source now leads with the item.
     served = live_app.state.online.pipeline(pipeline)
-    histories = user_history(live_app.state, live_app.state.holder.current, USER)[0]
+    histories = user_history(live_app.state, live_app.state.holder.current, USER).histories
     blocked = np.zeros((1, len(pipeline.items)), dtype=bool)
     top, _ = served.generator.source_top("trending", histories, [{}], blocked, 5)
     assert str(pipeline.items.ids[top[0, 0]]) == rare

@@ -116,8 +116,8 @@ def build_state(
     """Open the store, load the current model, build cache, limiter and watchers."""
     from reco.events import EventsRuntime
     from reco.service.cache import cache_for
-    from reco.service.new_item_answers import RequestEventsView
     from reco.service.new_items import NewItems
+    from reco.service.online import OnlineView
     from reco.service.ratelimit import rate_limiter_for
     from reco.service.recommending import forget_answers
     from reco.store.db import open_store
@@ -179,7 +179,7 @@ def build_state(
         metrics=metrics,
         watchers=watchers,
         events=runtime,
-        online=RequestEventsView(settings.events, runtime),
+        online=OnlineView(settings.events, runtime),
         new_items=new_items,
     )
     built.append(state)

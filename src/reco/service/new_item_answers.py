@@ -14,10 +14,9 @@
   known and new items.
 
 The user's events on new items never reach the model's history rows (those only have
-columns for the model's vocabulary). :class:`RequestEventsView` keeps the events the
-request read for its user in a context variable, so the answer can leave out the
-new items among them. An anonymous session's own history never passes through it:
-a new item named there is not left out of that session's answer. Work per request
+columns for the model's vocabulary): the caller passes the row's events since the
+model's snapshot (a user's, a session's history) so the answer can leave out the new
+items among them. Work per request
 is a few vectorised operations over the new items (no loop over them), and a single
 attribute check when there are none.
 """
@@ -25,13 +24,11 @@ attribute check when there are none.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextvars import ContextVar
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy.sparse import issparse
-from sqlalchemy import Engine
 
 from reco.errors import RecoError
 from reco.pipeline.diversity import exploration_slots
@@ -42,31 +39,11 @@ from reco.pipeline.pipeline import Pipeline, Recommendation, UnknownItemError
 from reco.pipeline.sources import TRENDING_SOURCE
 from reco.service.model_holder import LoadedModel
 from reco.service.new_items import CONTENT_SOURCE, NewItemsView, encode_one
-from reco.service.online import OnlineView, RecentEvents
 from reco.service.state import ServiceState
 
 NEW_ITEM_SOURCE = "new_item"
 SIMILAR_REASON = "new: similar to {title}"
 SIMILAR_TASTE_REASON = "new: similar to items you liked"
-
-# The events of the request's user since the model's snapshot, as the request read them.
-_REQUEST_EVENTS: ContextVar[pd.DataFrame | None] = ContextVar("reco_request_events", default=None)
-
-
-class RequestEventsView(OnlineView):
-    """The online view that also remembers, for the rest of the request, the user's
-    events it read: they name the new items the user consumed.
-
-    Each request runs in a copy of the context (Starlette runs sync routes through
-    anyio, which copies it), so one request never sees another's events.
-    """
-
-    def recent_events(self, engine: Engine, user_id: str, watermark: int) -> RecentEvents:
-        """See :meth:`OnlineView.recent_events`; the frame is kept for this request."""
-        recent = super().recent_events(engine, user_id, watermark)
-        _REQUEST_EVENTS.set(recent.frame)
-        return recent
-
 
 # -- a user's answer --------------------------------------------------------------------
 
@@ -79,9 +56,11 @@ def with_new_items(
     filters: Filters,
     n: int,
     found: list[Recommendation],
+    events: pd.DataFrame | None,
 ) -> list[Recommendation]:
     """``found`` (one row's answer) with the new-items share of its slots given to the
-    best new items for that row; ``found`` itself when there is nothing to give."""
+    best new items for that row; ``found`` itself when there is nothing to give.
+    ``events``: the row's events since the model's snapshot (None: none)."""
     share = state.settings.service.new_items_share
     tracker = state.new_items
     if share <= 0 or tracker is None:
@@ -92,7 +71,7 @@ def with_new_items(
     slots = exploration_slots(n, share)
     if len(slots) == 0:
         return found
-    allowed = _allowed(state, pipeline, view, filters)
+    allowed = _allowed(state, pipeline, view, filters, events)
     picks = _best_for_row(state, pipeline, view, histories, allowed, len(slots))
     if not picks:
         return found
@@ -100,10 +79,14 @@ def with_new_items(
 
 
 def _allowed(
-    state: ServiceState, pipeline: Pipeline, view: NewItemsView, filters: Filters
+    state: ServiceState,
+    pipeline: Pipeline,
+    view: NewItemsView,
+    filters: Filters,
+    events: pd.DataFrame | None,
 ) -> np.ndarray:
     """New items the request may get: available, in its categories, not excluded, not
-    consumed by the user (when seen items are excluded)."""
+    consumed in ``events`` (when seen items are excluded)."""
     ok = _available(state, view).copy()
     if filters.include_categories:
         ok &= view.category_mask(filters.include_categories)
@@ -114,7 +97,7 @@ def _allowed(
     if exclude_seen is None:
         exclude_seen = pipeline.config.exclude_seen
     if exclude_seen:
-        _block(ok, view, _consumed(pipeline))
+        _block(ok, view, _consumed(pipeline, events))
     return ok
 
 
@@ -130,10 +113,8 @@ def _block(ok: np.ndarray, view: NewItemsView, item_ids: Sequence[str]) -> None:
     ok[found[found >= 0]] = False
 
 
-def _consumed(pipeline: Pipeline) -> np.ndarray:
-    """Ids of the items the request's user consumed since the model's snapshot (events
-    of the types that count as seen)."""
-    frame = _REQUEST_EVENTS.get()
+def _consumed(pipeline: Pipeline, frame: pd.DataFrame | None) -> np.ndarray:
+    """Ids of the items consumed in ``frame`` (events of the types that count as seen)."""
     if frame is None or len(frame) == 0:
         return np.zeros(0, dtype=object)
     items = frame["item_id"].to_numpy(dtype=object)

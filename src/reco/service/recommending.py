@@ -109,13 +109,13 @@ def user_answer(
             _count_cached(state, cached)
             return cached, True
     started = time.monotonic()
-    histories, context, dislikes = user_history(state, model, user_id)
-    merged = {**context, **query.context}
+    now = user_history(state, model, user_id)
+    merged = {**now.attributes, **query.context}
     filters = query.filters()
-    if dislikes:
-        filters = replace(filters, exclude_items=(*filters.exclude_items, *sorted(dislikes)))
-    found = _recommend(state, model, histories, [merged], filters, query.n, None)
-    kind = "cold" if _is_cold(model.pipeline, histories) else "known"
+    if now.dislikes:
+        filters = replace(filters, exclude_items=(*filters.exclude_items, *sorted(now.dislikes)))
+    found = _recommend(state, model, now.histories, merged, filters, query.n, None, now.events)
+    kind = "cold" if _is_cold(model.pipeline, now.histories) else "known"
     _count(state, kind, found)
     body = _dumps(
         {
@@ -145,10 +145,20 @@ def forget_answers(state: ServiceState, user_ids: Sequence[str]) -> None:
             state.cache.invalidate_user(user)
 
 
-def user_history(
-    state: ServiceState, model: LoadedModel, user_id: str
-) -> tuple[Histories, dict[str, Any], frozenset[str]]:
-    """The user's history as of now, their stored attributes and disliked items.
+@dataclass(frozen=True)
+class UserNow:
+    """What an answer knows of a user as of now: their history row (training history
+    plus newer events on items the model knows), stored attributes, disliked items,
+    and their events since the model's snapshot (None: none), new items' included."""
+
+    histories: Histories
+    attributes: dict[str, Any]
+    dislikes: frozenset[str]
+    events: pd.DataFrame | None
+
+
+def user_history(state: ServiceState, model: LoadedModel, user_id: str) -> UserNow:
+    """The user as of now (see :class:`UserNow`).
 
     Stored history (unless the user was deleted) plus the events stored after the
     model's snapshot. With the store unreachable: no attributes, not deleted, and the
@@ -170,7 +180,9 @@ def user_history(
         base = pipeline.histories_for([user_id])
     online = state.online or OnlineView(state.settings.events, None)
     recent = online.recent_events(state.engine, user_id, model.watermark)
-    return _add_events(pipeline, base, recent.frame), attributes, recent.dislikes
+    return UserNow(
+        _add_events(pipeline, base, recent.frame), attributes, recent.dislikes, recent.frame
+    )
 
 
 def session_answer(state: ServiceState, model: LoadedModel, request: SessionRequest) -> bytes:
@@ -178,12 +190,13 @@ def session_answer(state: ServiceState, model: LoadedModel, request: SessionRequ
     user plus session events, or a rerank of the caller's candidates."""
     pipeline = model.pipeline
     if request.user_id is not None:
-        base, attributes, dislikes = user_history(state, model, request.user_id)
+        now = user_history(state, model, request.user_id)
     else:
-        base, attributes = Histories.empty(1, len(pipeline.items), users=np.array([-1])), {}
-        dislikes = frozenset()
+        empty = Histories.empty(1, len(pipeline.items), users=np.array([-1]))
+        now = UserNow(empty, {}, frozenset(), None)
     events, unknown_history = _session_events(pipeline, request.history)
-    histories = _add_events(pipeline, base, events)
+    histories = _add_events(pipeline, now.histories, events)
+    consumed = [frame for frame in (now.events, events) if frame is not None and len(frame)]
     allowed = None
     unknown_candidates: list[str] = []
     n = request.n or DEFAULT_N
@@ -195,16 +208,19 @@ def session_answer(state: ServiceState, model: LoadedModel, request: SessionRequ
         allowed[found[found >= 0]] = True
         n = request.n or max(1, int((found >= 0).sum()))
     check_n(state, n)
-    context = {**attributes, **request.context}
+    context = {**now.attributes, **request.context}
     filters = Filters(
         include_categories=tuple(request.category),
         exclude_categories=tuple(request.exclude_category),
-        exclude_items=(*request.exclude, *sorted(dislikes)),
+        exclude_items=(*request.exclude, *sorted(now.dislikes)),
     )
     if allowed is not None and not allowed.any():
         found_items: list[Recommendation] = []
     else:
-        found_items = _recommend(state, model, histories, [context], filters, n, allowed)
+        found_items = _recommend(
+            state, model, histories, context, filters, n, allowed,
+            pd.concat(consumed, ignore_index=True) if consumed else None,
+        )  # fmt: skip
     kind = "rerank" if allowed is not None else "anonymous"
     _count(state, kind, found_items)
     return with_recommendation_id(
@@ -274,42 +290,33 @@ def _recommend(
     state: ServiceState,
     model: LoadedModel,
     histories: Histories,
-    contexts: list[dict[str, Any]],
+    context: dict[str, Any],
     filters: Filters,
     n: int,
     allowed: np.ndarray | None,
+    events: pd.DataFrame | None,
 ) -> list[Recommendation]:
-    """The model's answer for one history row, with the new-items share of its slots
-    given to items added since training (not in a rerank: it ranks only the caller's
-    candidates the model knows)."""
-    found = _recommend_known(state, model, histories, contexts, filters, n, allowed)
-    if allowed is not None:
-        return found
-    return with_new_items(state, model, model.pipeline, histories, filters, n, found)
-
-
-def _recommend_known(
-    state: ServiceState,
-    model: LoadedModel,
-    histories: Histories,
-    contexts: list[dict[str, Any]],
-    filters: Filters,
-    n: int,
-    allowed: np.ndarray | None,
-) -> list[Recommendation]:
+    """The model's answer for one history row. Outside a rerank (``allowed`` given: it
+    ranks only the caller's candidates the model knows), the new-items share of its
+    slots goes to items added since training; ``events`` (the row's events since the
+    model's snapshot, None: none) name the new items it already consumed."""
+    rerank = allowed is not None
     pipeline = model.pipeline if state.online is None else state.online.pipeline(model.pipeline)
     available = state.catalog.allowed(model)
     if available is not None:
         allowed = available if allowed is None else allowed & available
     try:
-        return state.scorer.recommend(
-            pipeline, histories, n, context=contexts[0], filters=filters, allowed=allowed
+        found = state.scorer.recommend(
+            pipeline, histories, n, context=context, filters=filters, allowed=allowed
         )
     except ValueError as exc:
         # The pipeline names the bad input (e.g. an age that is not a number).
         raise Problem(
             422, f"the request cannot be answered: {exc}", kind="invalid-request"
         ) from None
+    if rerank:
+        return found
+    return with_new_items(state, model, model.pipeline, histories, filters, n, found, events)
 
 
 def _add_events(pipeline: Pipeline, base: Histories, events: pd.DataFrame | None) -> Histories:
