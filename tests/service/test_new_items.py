@@ -98,6 +98,13 @@ def test_a_session_gets_new_items_but_a_rerank_only_its_candidates(service):
     session = service.post("/v1/recommendations", json={"history": ["50", "172", "181"]})
     assert session.status_code == 200, session.text
     assert "new-star-wars" in ids(session.json()["items"])
+    # A session that already consumed it is not offered it again.
+    consumed = service.post(
+        "/v1/recommendations", json={"history": ["50", "172", "181", "new-star-wars"]}
+    )
+    assert consumed.status_code == 200, consumed.text
+    assert "new-star-wars" not in ids(consumed.json()["items"])
+    assert consumed.json()["unknown_history"] == ["new-star-wars"]
     rerank = service.post(
         "/v1/recommendations",
         json={"history": ["50"], "candidates": ["1", "2", "3", "4", "5", "new-star-wars"]},
