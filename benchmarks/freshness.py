@@ -4,7 +4,7 @@ Setup: ml-100k (from ``../shared/data``, ``--data-dir`` or RECO_DATA_DIR) ingest
 SQLite store in a temporary home and a small pipeline trained on it (ease, itemknn,
 als, popularity, segment popularity, trending, content; no two-tower), once per run.
 Each scenario serves a fresh copy of that home with ``reco serve`` as a real
-subprocess on a free loopback port:
+subprocess on a free loopback port (``--workers``, default 2: one per core):
 
 * embedded: the in-process bus, every service worker relays and processes itself;
 * redis: Redis Streams (``--redis-url``, a stream and key prefix of this run's own,
@@ -604,8 +604,13 @@ def verdict(ok: bool) -> str:
     return "met" if ok else "MISSED"
 
 
-def print_setup(args: argparse.Namespace, prepared: Prepared) -> None:
-    """What ran where."""
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages (other jobs share the cores)."""
+    return ", ".join(f"{load:.2f}" for load in os.getloadavg())
+
+
+def print_setup(args: argparse.Namespace, prepared: Prepared, loads: list[str]) -> None:
+    """What ran where, and how busy the machine was."""
     import numpy
     import uvicorn
 
@@ -627,8 +632,9 @@ def print_setup(args: argparse.Namespace, prepared: Prepared) -> None:
     print(
         f"- wrk: 2 threads, {args.connections} connections, {args.ingest_seconds:.0f} s per "
         f"ingestion row; freshness over {args.samples} events; client and server share "
-        "the cores\n"
+        "the cores"
     )
+    print(f"- load average (1, 5, 15 min): {'; '.join(loads)}\n")
 
 
 def print_freshness(rows: list[tuple[str, Freshness, float]]) -> None:
@@ -698,7 +704,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--samples", type=int, default=200, help="freshness events per bus")
     parser.add_argument("--ingest-seconds", type=float, default=10.0)
     parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--workers", type=int, default=1, help="uvicorn workers")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="uvicorn workers (default 2: one per core; with 1, one process's GIL caps "
+        "ingestion at about one core)",
+    )
     parser.add_argument("--soak", type=float, default=600.0, help="soak seconds (0: skip)")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--no-redis", dest="redis", action="store_false")
@@ -716,6 +728,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.redis:
             buses.append(("redis", args.redis_url, REDIS_P99_MS))
         fresh_rows, ingest_rows, soak_rows = [], [], []
+        loads = [f"at the start {load_average()}"]
         for name, redis_url, target in buses:
             with run_home(prepared, name) as home:
                 scenario = Scenario(name, home, write_key(home), redis_url, args.workers)
@@ -744,8 +757,9 @@ def main(argv: list[str] | None = None) -> None:
                         say(f"{name}: soak for {args.soak:.0f} s")
                         soak_rows.append((name, soak(scenario, prepared, args.soak)))
                 finally:
+                    loads.append(f"after {name} {load_average()}")
                     scenario.stop()
-        print_setup(args, prepared)
+        print_setup(args, prepared, loads)
         print_freshness(fresh_rows)
         print_ingestion(ingest_rows)
         if soak_rows:
