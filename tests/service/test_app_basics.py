@@ -53,6 +53,7 @@ def test_metrics_name_every_series_after_some_requests(service):
         'reco_recommendations_total{kind="cold"}',
         'reco_recommendations_total{kind="cached"}',
         "reco_recommended_items_total{source=",
+        'reco_scoring_batch_rows_bucket{le="1.0"} 2.0',
         'reco_cache_lookups_total{result="hit"} 1.0',
         'reco_cache_lookups_total{result="miss"} 2.0',
         "reco_events_accepted_total 1.0",

@@ -115,6 +115,7 @@ def build_state(
 ) -> ServiceState:
     """Open the store, load the current model, build cache, limiter and watchers."""
     from reco.events import EventsRuntime
+    from reco.service.batching import BatchScorer
     from reco.service.cache import cache_for
     from reco.service.new_items import NewItems
     from reco.service.online import OnlineView
@@ -181,6 +182,7 @@ def build_state(
         events=runtime,
         online=OnlineView(settings.events, runtime),
         new_items=new_items,
+        scorer=BatchScorer(observe=metrics.scoring_batch_rows.observe),
     )
     built.append(state)
     return state

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,13 +57,20 @@ class BatchScorer:
     """One scoring thread per worker process, fed by the request threads.
 
     :meth:`recommend` blocks its caller until its row is scored and returns that
-    row's recommendations, or raises what scoring it alone raised.
+    row's recommendations, or raises what scoring it alone raised. ``observe`` is
+    called with the rows of every batch scored (a metric).
     """
 
-    def __init__(self, max_rows: int = MAX_BATCH_ROWS) -> None:
+    def __init__(
+        self,
+        max_rows: int = MAX_BATCH_ROWS,
+        *,
+        observe: Callable[[int], None] | None = None,
+    ) -> None:
         if max_rows < 1:
             raise ValueError(f"max_rows must be at least 1, got {max_rows}")
         self.max_rows = max_rows
+        self.observe = observe
         self._queue: deque[_Job] = deque()
         self._ready = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -139,6 +146,8 @@ class BatchScorer:
             for job in batch:
                 self._score([job])
             return
+        if self.observe is not None:
+            self.observe(len(batch))
         for job, row in zip(batch, found, strict=True):
             job.done.set_result(row)
 

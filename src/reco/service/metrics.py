@@ -63,6 +63,12 @@ class ServiceMetrics:
             ["kind"],
             registry=registry,
         )
+        self.scoring_batch_rows = Histogram(
+            "reco_scoring_batch_rows",
+            "Uncached recommendation requests scored together in one pipeline call.",
+            buckets=(1, 2, 4, 8, 16, 32),
+            registry=registry,
+        )
         self.cache_lookups = Counter(
             "reco_cache_lookups",
             "Recommendation cache lookups, by result (hit or miss).",
