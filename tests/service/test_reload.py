@@ -103,3 +103,12 @@ def test_the_service_starts_without_a_model_and_loads_the_first_one(tmp_path, tr
         assert wait_for(lambda: client.get("/health/ready").status_code == 200)
         answer = client.get("/v1/users/1/recommendations", headers=headers)
         assert answer.status_code == 200 and answer.headers["X-Model-Version"] == version
+
+
+def test_the_served_model_is_kept_out_of_full_garbage_collections(service, trained_home):
+    import gc
+
+    model = service.state.holder.current
+    assert gc.get_freeze_count() > 0
+    # What the service serves from is frozen: a full collection does not walk it.
+    assert all(tracked is not model for tracked in gc.get_objects(generation=2))
