@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 # While events keep arriving, the pause between two relay rounds: events come in
 # batches of what arrived meanwhile, and an event reaches the online features at most
 # this much later (a user's answers do not wait for it; they read the store).
-GATHER_SECONDS = 0.005
+GATHER_SECONDS = 0.02
 # An idle relay asks the bus for its position this often (seconds), and the store alone
 # in between.
 BUS_CHECK_SECONDS = 1.0
