@@ -9,8 +9,9 @@ What it does:
 * for each server run, copies that home into a fresh run folder (the store through
   SQLite's backup API, model files hard-linked), creates API keys there (read, write,
   admin), and starts ``reco serve`` as a real subprocess on a free loopback port
-  (``--workers N``, default 1; ``reco serve`` pins BLAS/OpenMP to one thread). Events
-  and promotions land in that copy, so every run starts from the same state;
+  (``--workers N``, default 2: one per core here; ``reco serve`` pins BLAS/OpenMP to
+  one thread). Events and promotions land in that copy, so every run starts from the
+  same state;
 * waits for ``/health/ready``, then loads each endpoint with wrk (``--connections``
   16, ``--threads`` 2, ``--duration`` 10 s each after a ``--warmup``; Lua scripts
   written to a temporary folder give the headers, bodies and rotating ids):
@@ -36,7 +37,7 @@ with met / MISSED; nothing is asserted. wrk runs on the same machine as the serv
 and takes part of the same cores.
 
     python benchmarks/serving.py                     # everything, 10 s per row
-    python benchmarks/serving.py --duration 30 --workers 2
+    python benchmarks/serving.py --duration 30 --workers 1
     python benchmarks/serving.py --no-reload-under-load
     RECO_DATA_DIR=/data python benchmarks/serving.py  # where ml-latest-small lives
 """
@@ -907,7 +908,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="Folder holding ml-latest-small (default: RECO_DATA_DIR, ../shared/data).",
     )
-    parser.add_argument("--workers", type=int, default=1, help="uvicorn workers.")
+    parser.add_argument(
+        "--workers", type=int, default=2, help="uvicorn workers (default: one per core here)."
+    )
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2, help="wrk threads.")
     parser.add_argument("--duration", type=float, default=10.0, help="Seconds per row.")
