@@ -91,6 +91,7 @@ def test_an_unreachable_store_is_a_503_with_retry_after(make_service):
 
 def test_an_answer_computed_while_an_event_arrives_is_not_cached(service, monkeypatch):
     from reco.service import recommending
+    from reco.store.events import watermark
 
     real = recommending.user_history
 
@@ -108,6 +109,9 @@ def test_an_answer_computed_while_an_event_arrives_is_not_cached(service, monkey
     monkeypatch.setattr(recommending, "user_history", history_then_event)
     first = service.get("/v1/users/11/recommendations?n=5")
     monkeypatch.setattr(recommending, "user_history", real)
+    # The event path drops the user's answers again once it applied the event; that
+    # must not race the answers below.
+    assert service.state.events.wait_processed(watermark(service.state.engine), timeout=30)
     second = service.get("/v1/users/11/recommendations?n=5")
     assert (first.headers["X-Cache"], second.headers["X-Cache"]) == ("miss", "miss")
     assert service.get("/v1/users/11/recommendations?n=5").headers["X-Cache"] == "hit"
