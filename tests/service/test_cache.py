@@ -310,6 +310,44 @@ def test_invalidation_reaches_the_other_workers_memory(workers, redis_client, pr
 
 
 @pytest.mark.redis
+def test_a_batch_of_users_is_invalidated_everywhere_in_one_announcement(
+    workers, redis_client, prefix
+):
+    first, second = workers
+    users = ["u1", "ü数据 \ud800", "u 3"]
+    for user in [*users, "kept"]:
+        first.put(user, "p", "v", b"stale")
+        assert second.get(user, "p", "v") == b"stale"
+    pubsub = redis_client.pubsub()
+    pubsub.subscribe(first.channel)
+    first.invalidate_users(users)
+    assert not any(redis_client.exists(first.shared.redis_key(user)) for user in users)
+    for user in users:
+        assert wait_until(lambda user=user: second.local.get(user, "p", "v") is None)
+    assert second.get("kept", "p", "v") == b"stale"
+    announcements = []
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline and not announcements:
+        message = pubsub.get_message(ignore_subscribe_messages=True, timeout=0.1)
+        if message is not None:
+            announcements.append(message["data"])
+    pubsub.close()
+    assert len(announcements) == 1
+
+
+@pytest.mark.redis
+def test_memory_and_redis_caches_invalidate_many_users_at_once(redis_client, prefix):
+    memory = MemoryCache(100, 60)
+    shared = RedisCache(redis_client, 60, prefix=prefix)
+    for cache in (memory, shared):
+        for user in ("u1", "u2", "u3"):
+            cache.put(user, "p", "v", b"x")
+        cache.invalidate_users(["u1", "u3", "nobody"])
+        cache.invalidate_users([])
+        assert [cache.get(user, "p", "v") for user in ("u1", "u2", "u3")] == [None, b"x", None]
+
+
+@pytest.mark.redis
 def test_invalidation_of_unicode_user_reaches_other_worker(workers):
     first, second = workers
     user = "ü数据 \ud800"

@@ -162,12 +162,11 @@ def _cache_invalidator(settings: Settings) -> UsersHook | None:
     """Drop the cached recommendations of users whose events were applied: in Redis,
     and through its pub/sub in every service worker's memory; None without a cache.
 
-    What :meth:`reco.service.cache.TwoLevelCache.invalidate_user` does for one user,
-    for a whole batch in one round trip (one call per user cost ~150 µs, most of a
-    worker's time per event). The worker serves no answers, so it keeps no memory
-    cache and does not listen to the channel itself.
+    One round trip per applied batch (:func:`reco.service.cache.drop_shared`). The
+    worker serves no answers, so it keeps no memory cache and does not listen to the
+    channel itself.
     """
-    from reco.service.cache import INVALIDATION_CHANNEL, RedisCache
+    from reco.service.cache import RedisCache, drop_shared
     from reco.service.ratelimit import redis_from_url
 
     service = settings.service
@@ -177,12 +176,7 @@ def _cache_invalidator(settings: Settings) -> UsersHook | None:
     shared = RedisCache(client, service.cache_ttl_seconds)
 
     def invalidate(users: Sequence[str]) -> None:
-        if not users:
-            return
-        pipe = client.pipeline(transaction=False)
-        pipe.delete(*(shared.redis_key(user) for user in users))
-        for user in users:
-            pipe.publish(INVALIDATION_CHANNEL, user.encode("utf-8", "surrogatepass"))
-        pipe.execute()
+        if users:
+            drop_shared(client, shared, users)
 
     return invalidate

@@ -43,8 +43,8 @@ class StreamProcessor:
     """Applies batches of events to ``features``.
 
     ``segments`` resolves users' segments (None: no segment counts); ``on_users`` is
-    called with the users of every applied batch (e.g. ``cache.invalidate_user`` for
-    each); its failures are logged, never raised: the events are applied by then.
+    called with the users of every applied batch (e.g. ``cache.invalidate_users``);
+    its failures are logged, never raised: the events are applied by then.
     """
 
     def __init__(

@@ -20,7 +20,7 @@ import struct
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from reco.service.ratelimit import REDIS_PAUSE_S, REDIS_TIMEOUT_S, RedisOutage, redis_from_url
@@ -54,6 +54,10 @@ class RecommendationCache(Protocol):
 
     def invalidate_user(self, user: str) -> None:
         """Forget every answer cached for ``user``."""
+        ...
+
+    def invalidate_users(self, users: Sequence[str]) -> None:
+        """Forget every answer cached for each of ``users`` (one round trip)."""
         ...
 
     def close(self) -> None:
@@ -115,9 +119,14 @@ class MemoryCache:
 
     def invalidate_user(self, user: str) -> None:
         """Forget every answer cached for ``user``."""
+        self.invalidate_users([user])
+
+    def invalidate_users(self, users: Sequence[str]) -> None:
+        """Forget every answer cached for each of ``users``."""
         with self._lock:
-            for params, version in self._by_user.pop(user, ()):
-                del self._entries[(user, params, version)]
+            for user in users:
+                for params, version in self._by_user.pop(user, ()):
+                    del self._entries[(user, params, version)]
 
     def clear(self) -> None:
         """Forget everything."""
@@ -213,8 +222,15 @@ class RedisCache:
 
     def invalidate_user(self, user: str) -> None:
         """Forget every answer cached for ``user`` (tried even while Redis looked down)."""
+        self.invalidate_users([user])
+
+    def invalidate_users(self, users: Sequence[str]) -> None:
+        """Forget every answer cached for each of ``users``, in one command (tried even
+        while Redis looked down)."""
+        if not users:
+            return
         try:
-            self.client.delete(self.redis_key(user))
+            self.client.delete(*(self.redis_key(user) for user in users))
         except self._redis_error as exc:
             self._outage.failed(exc, "cached answers may be stale for up to the TTL")
 
@@ -277,12 +293,16 @@ class TwoLevelCache:
 
     def invalidate_user(self, user: str) -> None:
         """Forget ``user``'s answers here, in Redis, and in every other worker's memory."""
-        self.local.invalidate_user(user)
+        self.invalidate_users([user])
+
+    def invalidate_users(self, users: Sequence[str]) -> None:
+        """Forget these users' answers here, in Redis, and in every other worker's
+        memory: one round trip and one announcement for all of them."""
+        if not users:
+            return
+        self.local.invalidate_users(users)
         try:
-            pipe = self.client.pipeline()
-            pipe.delete(self.shared.redis_key(user))
-            pipe.publish(self.channel, _text(user))
-            pipe.execute()
+            drop_shared(self.client, self.shared, users, self.channel)
         except self._redis_error as exc:
             self._outage.failed(exc, "other workers may serve stale answers for up to the TTL")
 
@@ -324,9 +344,33 @@ class TwoLevelCache:
                 self._outage.failed(exc, "resubscribing")
                 continue
             if message is not None and message["type"] == "message":
-                self.local.invalidate_user(message["data"].decode("utf-8", "surrogatepass"))
+                self.local.invalidate_users(_users_of(message["data"]))
         if pubsub is not None:
             pubsub.close()
+
+
+def drop_shared(
+    client: redis.Redis,
+    shared: RedisCache,
+    users: Sequence[str],
+    channel: str = INVALIDATION_CHANNEL,
+) -> None:
+    """Delete these users' answers from the shared cache and announce them on
+    ``channel`` (every worker's TwoLevelCache drops them from its memory), in one round
+    trip. Raises the client's error when Redis fails."""
+    pipe = client.pipeline()
+    pipe.delete(*(shared.redis_key(user) for user in users))
+    pipe.publish(channel, _announcement(users))
+    pipe.execute()
+
+
+def _announcement(users: Sequence[str]) -> bytes:
+    # Ids never hold control characters (the store refuses them): a newline separates.
+    return b"\n".join(_text(user) for user in users)
+
+
+def _users_of(announcement: bytes) -> list[str]:
+    return announcement.decode("utf-8", "surrogatepass").split("\n")
 
 
 def cache_for(settings: Settings) -> RecommendationCache | None:

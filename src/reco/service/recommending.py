@@ -141,8 +141,8 @@ def forget_answers(state: ServiceState, user_ids: Sequence[str]) -> None:
                 changed.pop(user, None)
     for user in user_ids:
         changed[user] = now
-        if state.cache is not None:
-            state.cache.invalidate_user(user)
+    if state.cache is not None:
+        state.cache.invalidate_users(user_ids)
 
 
 @dataclass(frozen=True)
