@@ -43,7 +43,6 @@ import json
 import os
 import platform
 import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -58,7 +57,7 @@ from pathlib import Path
 import httpx
 import psutil
 
-from processes import free_port, reco_command
+from processes import free_port, log_tail, reco_command, stop_process
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCH = 500
@@ -239,22 +238,11 @@ class Process:
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL to its group if it does not stop in 30 s."""
-        process = self.process
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_process(self.process)
 
     def tail(self, lines: int = 30) -> str:
         """The end of its log."""
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
+        return log_tail(self.log_path, lines)
 
 
 @dataclass

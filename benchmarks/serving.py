@@ -63,7 +63,7 @@ from pathlib import Path
 
 import httpx
 
-from processes import free_port, reco_command
+from processes import free_port, log_tail, reco_command, stop_process
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASET = "movielens-latest-small"
@@ -315,22 +315,11 @@ class Server:
 
     def stop(self) -> None:
         """SIGTERM (uvicorn shuts down gracefully), then SIGKILL to its group if stuck."""
-        process = self.process
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_process(self.process)
 
     def log_tail(self, lines: int = 30) -> str:
         """The end of the server's log."""
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
+        return log_tail(self.log_path, lines)
 
     def __enter__(self) -> Server:
         return self
