@@ -294,26 +294,36 @@ def test_a_refresh_rereads_only_rows_changed_since_the_last_read(service, monkey
     from reco.service import new_items
     from reco.store.entities import put_item
 
-    read: list[int] = []
-    real = new_items._items_updated_since
+    ids_read: list[int] = []
+    rows_read: list[list[str]] = []
+    real_ids, real_rows = new_items._ids_updated_since, new_items._item_rows
 
-    def counted(engine, since):
-        rows = real(engine, since)
+    def counted_ids(engine, since):
+        found = real_ids(engine, since)
         # Only this test's reads: the service's own refresher runs on its thread.
         if threading.current_thread() is threading.main_thread():
-            read.append(len(rows))
-        return rows
+            ids_read.append(len(found))
+        return found
 
-    monkeypatch.setattr(new_items, "_items_updated_since", counted)
+    def counted_rows(engine, item_ids):
+        if threading.current_thread() is threading.main_thread():
+            rows_read.append(sorted(item_ids))
+        return real_rows(engine, item_ids)
+
+    monkeypatch.setattr(new_items, "_ids_updated_since", counted_ids)
+    monkeypatch.setattr(new_items, "_item_rows", counted_rows)
     monkeypatch.setattr(new_items, "OVERLAP_SECONDS", 0.0)
     model = service.state.holder.current
     tracker = NewItems(service.state.engine, lambda: model)
     tracker.refresh()  # the full scan
     tracker.refresh()
     put_item(service.state.engine, "new-one", title="Film")
+    put_item(service.state.engine, "50", title="Star Wars (1977)")  # known to the model
     tracker.refresh()
-    # The whole catalogue was ingested at about one time: none of it is read again.
-    assert read == [0, 1]
+    # The whole catalogue was ingested at about one time: none of it is read again;
+    # of the two changed rows only the new item's is read whole.
+    assert ids_read == [0, 2]
+    assert rows_read == [["new-one"]]
     assert tracker.view(model).ids == ["new-one"]
 
 
