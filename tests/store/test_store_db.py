@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,8 @@ from reco.store.db import (
     head_revision,
     migrate,
     redacted,
+    write_transaction,
+    writer_lock,
 )
 from reco.store.tables import metadata
 
@@ -85,6 +89,39 @@ def test_sqlite_transactions_really_roll_back(tmp_path: Path):
             transaction.rollback()
         assert "scratch" not in inspect(engine).get_table_names()
         assert counts(engine)["users"] == 0
+    finally:
+        engine.dispose()
+
+
+def _other_process_can_lock(path: Path) -> bool:
+    """Whether another process gets an exclusive flock on ``path`` right now."""
+    probe = (
+        "import fcntl, os, sys\n"
+        "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)\n"
+        "try:\n"
+        "    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
+        "except BlockingIOError:\n"
+        "    sys.exit(1)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe, str(path)], timeout=30)
+    return done.returncode == 0
+
+
+def test_sqlite_writers_of_every_process_queue_on_one_writer_lock(tmp_path: Path):
+    # SQLite's own busy handler makes a blocked writer sleep up to 100 ms at a time; the
+    # writer lock wakes the next writer, of any process, as soon as one commits.
+    database = tmp_path / "reco.db"
+    engine = open_store(f"sqlite:///{database}")
+    lock_file = Path(f"{database}.writer-lock")
+    try:
+        with write_transaction(engine) as connection:
+            connection.exec_driver_sql("INSERT INTO users (user_id, attributes) VALUES ('u', '{}')")
+            assert not _other_process_can_lock(lock_file)
+            with writer_lock(engine):  # reentrant within the thread
+                pass
+            assert not _other_process_can_lock(lock_file)
+        assert _other_process_can_lock(lock_file)
+        assert counts(engine)["users"] == 1
     finally:
         engine.dispose()
 

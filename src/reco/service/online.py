@@ -106,7 +106,7 @@ class OnlineView:
             tail = None
         # Most users have no event since the snapshot: no frame is built for them.
         frames = [history_frame([user_id], [applied])] if applied else []
-        if tail is not None and len(tail):
+        if tail is not None:
             frames.append(tail)
             dislikes = dislikes | self._dislikes_in(tail)
         frame = None
@@ -132,13 +132,13 @@ class OnlineView:
         return RecentEvents(frame, frozenset(self._dislikes_in(frame)))
 
     @staticmethod
-    def _events_since(engine: Engine, user_id: str, after: int) -> pd.DataFrame:
-        from reco.store.events import events_since
+    def _events_since(engine: Engine, user_id: str, after: int) -> pd.DataFrame | None:
+        from reco.store.events import user_events_since
 
-        return events_since(engine, [user_id], after)
+        return user_events_since(engine, user_id, after)
 
-    def _dislikes_in(self, frame: pd.DataFrame) -> set[str]:
-        if not len(frame):
+    def _dislikes_in(self, frame: pd.DataFrame | None) -> set[str]:
+        if frame is None:
             return set()
         types = frame["event_type"].to_numpy(dtype=object)
         items = frame["item_id"].to_numpy(dtype=object)

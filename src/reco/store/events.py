@@ -31,7 +31,7 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from reco.data import schema
 from reco.data.schema import Frames
 from reco.errors import RecoError, ValidationError
-from reco.store.db import redacted, write_transaction
+from reco.store.db import redacted, write_transaction, writer_lock
 from reco.store.entities import _shown, id_problem
 from reco.store.prepare import FEW_ROWS, EventRows, event_rows
 from reco.store.repository import ingest, insert_event_rows, read_watermark
@@ -415,9 +415,13 @@ class GroupCommit:
         """Write the queued batches in one transaction, then hand the lead to the next
         waiting caller (or give it up): the leader's own answer waits for one
         transaction only."""
-        group = self._take()
+        group: list[_Append] = []
         try:
-            self._write(group)
+            # The batches queued while this leader waits for another process's
+            # transaction join its own: under contention transactions grow, not queue.
+            with writer_lock(self.engine):
+                group = self._take()
+                self._write(group)
         finally:
             for member in group:
                 member.done.set()
@@ -494,16 +498,29 @@ def events_since(engine: Engine, user_ids: Sequence[str], after_id: int) -> pd.D
     One indexed query per 500 users (the ``user_id`` index); ids that cannot be stored
     (empty, too long, control characters) have no events and are skipped.
     """
+    found = _events_since_or_none(engine, user_ids, after_id)
+    return _empty() if found is None else found
+
+
+def user_events_since(engine: Engine, user_id: str, after_id: int) -> pd.DataFrame | None:
+    """One user's interactions stored after ``after_id`` (see :func:`events_since`);
+    None when there are none, the common case when answering: no frame is built."""
+    return _events_since_or_none(engine, [user_id], after_id)
+
+
+def _events_since_or_none(
+    engine: Engine, user_ids: Sequence[str], after_id: int
+) -> pd.DataFrame | None:
     wanted = list(dict.fromkeys(str(u) for u in user_ids if id_problem(u) is None))
     if not wanted:
-        return _empty()
+        return None
     rows: list[Any] = []
     with engine.connect() as connection:
         for start in range(0, len(wanted), _USERS_PER_QUERY):
             chunk = wanted[start : start + _USERS_PER_QUERY]
             rows += connection.execute(_SINCE, {"user_ids": chunk, "after_id": int(after_id)}).all()
     if not rows:
-        return _empty()
+        return None
     if len(wanted) > _USERS_PER_QUERY:
         rows.sort(key=lambda row: row[0])
     _ids, users, items, stamps, values, types, event_ids = zip(*rows, strict=True)
