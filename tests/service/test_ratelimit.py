@@ -169,6 +169,46 @@ def test_redis_is_exact_across_threads(redis_url, redis_client, prefix):
 
 
 @pytest.mark.redis
+def test_redis_leases_spare_the_round_trip_for_fast_keys(redis_client, prefix):
+    # 1,000/s leases 50 tokens (the rate of 50 ms): one script call for 50 requests.
+    limiter = RedisRateLimiter(redis_client, rate=1000.0, burst=100, prefix=prefix)
+    assert limiter.lease == 50
+    assert limiter.acquire("k").allowed
+    stamp = redis_client.hget(prefix + "k", "ts")
+    assert float(redis_client.hget(prefix + "k", "tokens")) < 51
+    spent = [limiter.acquire_local("k") for _ in range(49)]
+    assert all(d is not None and d.allowed for d in spent)
+    assert limiter.acquire_local("k") is None  # the lease is spent: Redis decides next
+    assert redis_client.hget(prefix + "k", "ts") == stamp  # Redis was not asked meanwhile
+
+
+@pytest.mark.redis
+def test_redis_leases_never_admit_more_than_the_bucket(redis_url, redis_client, prefix):
+    # Two workers leasing from one bucket: together no more than burst + rate * time.
+    workers = [
+        RedisRateLimiter(redis.Redis.from_url(redis_url), rate=200.0, burst=40, prefix=prefix)
+        for _ in range(2)
+    ]
+    assert workers[0].lease == 10
+    started = time.monotonic()
+    allowed = sum(workers[i % 2].acquire("shared").allowed for i in range(400))
+    elapsed = time.monotonic() - started
+    assert 40 <= allowed <= 40 + 200 * elapsed + 1
+
+
+@pytest.mark.redis
+def test_redis_unused_lease_expires(redis_client, prefix, monkeypatch):
+    from reco.service import ratelimit
+
+    monkeypatch.setattr(ratelimit, "LEASE_TTL_S", 0.05)
+    limiter = RedisRateLimiter(redis_client, rate=1000.0, burst=100, prefix=prefix)
+    assert limiter.acquire("k").allowed
+    assert limiter.acquire_local("k") is not None
+    time.sleep(0.1)
+    assert limiter.acquire_local("k") is None
+
+
+@pytest.mark.redis
 def test_redis_idle_bucket_expires(redis_client, prefix):
     limiter = RedisRateLimiter(redis_client, rate=10.0, burst=5, prefix=prefix)
     limiter.acquire("k")

@@ -26,7 +26,6 @@ from reco.service.errors import Problem
 from reco.service.keys import ApiKey, Role, verify_key
 from reco.service.model_holder import NO_MODEL, LoadedModel
 from reco.service.online import is_store_outage
-from reco.service.ratelimit import MemoryRateLimiter
 from reco.service.state import ServiceState
 
 _bearer = HTTPBearer(
@@ -134,9 +133,9 @@ async def _verify(state: ServiceState, secret: str) -> ApiKey | None:
 
 async def _limit(state: ServiceState, who: str) -> None:
     limiter = state.limiter
-    if isinstance(limiter, MemoryRateLimiter):
-        decision = limiter.acquire(who)  # a few microseconds under a lock
-    else:
+    # In memory, or a token this worker holds: a few microseconds under a lock.
+    decision = limiter.acquire_local(who)
+    if decision is None:
         decision = await run_in_threadpool(limiter.acquire, who)
     if not decision.allowed:
         wait = max(1, math.ceil(decision.retry_after))
