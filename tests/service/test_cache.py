@@ -378,7 +378,7 @@ def test_listener_comes_back_after_its_connection_is_killed(redis_url, redis_cli
             redis_client.client_kill_filter(_id=client_id)
 
         def invalidation_arrives() -> bool:
-            listener.local.put("u1", "p", "v", b"stale")
+            listener.put("u1", "p", "v", b"stale")
             publisher.invalidate_user("u1")
             return wait_until(lambda: listener.local.get("u1", "p", "v") is None, timeout=0.3)
 
@@ -389,6 +389,32 @@ def test_listener_comes_back_after_its_connection_is_killed(redis_url, redis_cli
         publisher.close()
         client.close()
         publisher_client.close()
+
+
+@pytest.mark.redis
+def test_only_users_with_cached_answers_are_announced(redis_client, prefix):
+    cache = TwoLevelCache(
+        MemoryCache(10, 60), RedisCache(redis_client, 60, prefix=prefix), redis_client,
+        channel=prefix,
+    )  # fmt: skip
+    watcher = redis_client.pubsub(ignore_subscribe_messages=True)
+    watcher.subscribe(prefix)
+    try:
+        cache.put("cached", "p", "v", b"answer")
+        cache.invalidate_users(["never-cached", "cached"])
+        cache.invalidate_users(["never-cached"])
+        messages = []
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            message = watcher.get_message(timeout=0.05)
+            if message is not None:
+                messages.append(message["data"])
+        # One announcement, naming only the user who had an answer to drop.
+        assert messages == [b"cached"]
+        assert cache.get("cached", "p", "v") is None
+    finally:
+        watcher.close()
+        cache.close()
 
 
 @pytest.mark.redis

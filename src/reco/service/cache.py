@@ -19,9 +19,10 @@ import logging
 import struct
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from reco.service.ratelimit import REDIS_PAUSE_S, REDIS_TIMEOUT_S, RedisOutage, redis_from_url
 
@@ -355,13 +356,37 @@ def drop_shared(
     users: Sequence[str],
     channel: str = INVALIDATION_CHANNEL,
 ) -> None:
-    """Delete these users' answers from the shared cache and announce them on
-    ``channel`` (every worker's TwoLevelCache drops them from its memory), in one round
-    trip. Raises the client's error when Redis fails."""
-    pipe = client.pipeline()
-    pipe.delete(*(shared.redis_key(user) for user in users))
-    pipe.publish(channel, _announcement(users))
-    pipe.execute()
+    """Delete these users' answers from the shared cache and announce, on ``channel``,
+    the users who had some (every worker's TwoLevelCache drops them from its memory),
+    in one round trip. Raises the client's error when Redis fails.
+
+    A user with nothing in Redis has nothing in any worker's memory either (memory only
+    holds answers also written to, or read from, Redis), so announcing them would only
+    make every worker's listener busy: under single-event ingestion that was most of
+    the announcements.
+    """
+    keys = [shared.redis_key(user) for user in users]
+    _drop_script(client)(keys=keys, args=[_text(channel), *(_text(u) for u in users)])
+
+
+# KEYS: the users' cache hashes; ARGV[1]: the channel, then the users in KEYS's order.
+_DROP_LUA = """
+local dropped = {}
+for i, key in ipairs(KEYS) do
+  if redis.call('DEL', key) == 1 then dropped[#dropped + 1] = ARGV[i + 1] end
+end
+if #dropped > 0 then redis.call('PUBLISH', ARGV[1], table.concat(dropped, '\\n')) end
+return #dropped
+"""
+_drop_scripts: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+
+
+def _drop_script(client: redis.Redis) -> Any:
+    """The drop-and-announce script registered on ``client`` (once per client)."""
+    script = _drop_scripts.get(client)
+    if script is None:
+        script = _drop_scripts[client] = client.register_script(_DROP_LUA)
+    return script
 
 
 def _announcement(users: Sequence[str]) -> bytes:
