@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body
+from fastapi import APIRouter, Body, Response
 from pydantic import BaseModel, Field
 
 from reco.config import EventsConfig
@@ -17,7 +17,7 @@ from reco.errors import ValidationError
 from reco.service.deps import ReadKey, State, WriteKey
 from reco.service.errors import Problem
 from reco.service.recommending import forget_answers
-from reco.service.routes.params import READ, WRITE, problems
+from reco.service.routes.params import JSON, READ, WRITE, problems
 from reco.service.schemas import EventIn, EventsAccepted
 
 router = APIRouter(prefix="/v1", tags=["events"])
@@ -34,7 +34,7 @@ def post_events(
     _key: WriteKey,
     state: State,
     events: Annotated[EventIn | list[EventIn], Body()],
-) -> EventsAccepted:
+) -> Response:
     """Validate and store events (one object or a list) in one transaction; 202 once
     they are durable. A batch with any bad event (an unknown ``event_type`` too: the
     problem lists the known ones) stores nothing and lists every problem by index. An
@@ -50,7 +50,7 @@ def post_events(
             kind="batch-too-large",
         )
     if not batch:
-        return EventsAccepted(accepted=0, duplicates=0)
+        return _accepted(0, 0)
     # The validated fields as they are (model_dump would copy each event: as much CPU
     # as validating the batch); append_events only reads them.
     records = [vars(e) for e in batch]
@@ -61,7 +61,17 @@ def post_events(
     forget_answers(state, list(dict.fromkeys(e.user_id for e in batch)))
     state.metrics.events_accepted.inc(result.accepted)
     state.metrics.events_duplicate.inc(result.duplicates)
-    return EventsAccepted(accepted=result.accepted, duplicates=result.duplicates)
+    return _accepted(result.accepted, result.duplicates)
+
+
+def _accepted(accepted: int, duplicates: int) -> Response:
+    """The 202 body, written directly: validating and serialising it through the
+    response model was about a tenth of a worker's time under single-event load."""
+    return Response(
+        f'{{"accepted":{accepted},"duplicates":{duplicates}}}',
+        status_code=202,
+        media_type=JSON,
+    )
 
 
 class EventsProgress(BaseModel):
