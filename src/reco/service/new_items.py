@@ -274,7 +274,8 @@ class NewItems:
             return
         # Only ids first: after a catalogue update most changed rows are items the model
         # knows, and reading their text every second for the overlap cost a worker ~10%.
-        unknown = [i for i, k in zip(changed, model.pipeline.items.lookup(changed)) if k < 0]
+        found = model.pipeline.items.lookup(changed)
+        unknown = [i for i, k in zip(changed, found, strict=True) if k < 0]
         for row in _item_rows(self.engine, unknown):
             if row["available"] and row["deleted_at"] is None:
                 self._records[row["item_id"]] = _record(row)
