@@ -40,6 +40,9 @@ def kill_holding_entries(process: subprocess.Popen[bytes], holding) -> None:
     freeze it (SIGSTOP), look, and let it run on a little when it holds none."""
     for _ in range(200):
         process.send_signal(signal.SIGSTOP)
+        # A command the worker sent just before it stopped (an acknowledgement) still
+        # lands: look once it has.
+        time.sleep(0.02)
         if holding():
             process.send_signal(signal.SIGKILL)
             return

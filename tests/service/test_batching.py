@@ -7,10 +7,12 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import pytest
 
 from reco.config import Settings
 from reco.pipeline.filters import Filters
+from reco.pipeline.history import Histories
 from reco.pipeline.pipeline import Pipeline
 from reco.service.batching import BatchScorer
 from reco.training.job import load_current
@@ -113,6 +115,8 @@ def test_a_bad_row_fails_alone(pipeline: Pipeline):
     counting.release.set()
     scorer = BatchScorer()
     histories = pipeline.history.take([1])
+    # A new user: the cold route reads the context whatever route warm users take.
+    newcomer = Histories.empty(1, len(pipeline.items), users=np.array([-1]))
     try:
         with ThreadPoolExecutor(max_workers=3) as pool:
             good = pool.submit(
@@ -121,7 +125,7 @@ def test_a_bad_row_fails_alone(pipeline: Pipeline):
             bad = pool.submit(
                 scorer.recommend,
                 counting,
-                histories,
+                newcomer,
                 5,
                 context={"age": "old"},
                 filters=Filters(),
