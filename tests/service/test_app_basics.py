@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+from collections import Counter
 
 from reco.service.logs import JsonFormatter, log_config
 
@@ -62,6 +64,25 @@ def test_metrics_name_every_series_after_some_requests(service):
         f'reco_model_info{{version="{service.state.holder.current.version}"}} 1.0',
     ):
         assert name in text, name
+
+
+def _items_by_source(service) -> dict[str, float]:
+    text = service.client.get("/metrics").text
+    found = re.findall(r'reco_recommended_items_total\{source="([^"]*)"\} ([0-9.e+]+)', text)
+    return {source: float(count) for source, count in found}
+
+
+def test_a_cached_answer_counts_the_same_sources_as_the_scored_one(service):
+    before = _items_by_source(service)
+    first = service.get("/v1/users/7/recommendations", params={"n": 6})
+    scored = _items_by_source(service)
+    second = service.get("/v1/users/7/recommendations", params={"n": 6})
+    again = _items_by_source(service)
+    assert (first.headers["X-Cache"], second.headers["X-Cache"]) == ("miss", "hit")
+    sources = Counter(item["source"] for item in second.json()["items"])
+    for source, count in sources.items():
+        assert scored[source] - before.get(source, 0) == count
+        assert again[source] - scored[source] == count
 
 
 def test_the_request_id_is_echoed_or_made(service):

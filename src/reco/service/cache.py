@@ -49,6 +49,11 @@ class RecommendationCache(Protocol):
         """The cached answer, or None on a miss."""
         ...
 
+    def get_local(self, user: str, params: str, version: str) -> bytes | None:
+        """The cached answer if this process holds it (no I/O: safe on the event loop),
+        else None: :meth:`get` may still find it."""
+        ...
+
     def put(self, user: str, params: str, version: str, value: bytes) -> None:
         """Cache an answer for the TTL."""
         ...
@@ -101,6 +106,10 @@ class MemoryCache:
                 return None
             self._entries.move_to_end(key)
             return entry[1]
+
+    def get_local(self, user: str, params: str, version: str) -> bytes | None:
+        """The same as :meth:`get`: this cache is in memory."""
+        return self.get(user, params, version)
 
     def put(
         self, user: str, params: str, version: str, value: bytes, *, ttl: float | None = None
@@ -207,6 +216,10 @@ class RedisCache:
         found = self.lookup(user, params, version)
         return None if found is None else found[0]
 
+    def get_local(self, user: str, params: str, version: str) -> bytes | None:
+        """None: every answer is in Redis, behind a round trip."""
+        return None
+
     def put(self, user: str, params: str, version: str, value: bytes) -> None:
         """Cache an answer for the TTL (skipped, with a warning, when Redis fails)."""
         if not self._outage.available():
@@ -274,6 +287,10 @@ class TwoLevelCache:
             target=self._listen, args=(pubsub,), name="reco-cache-invalidations", daemon=True
         )
         self._thread.start()
+
+    def get_local(self, user: str, params: str, version: str) -> bytes | None:
+        """The answer if this worker's memory holds it."""
+        return self.local.get(user, params, version)
 
     def get(self, user: str, params: str, version: str) -> bytes | None:
         """The answer from memory, else from Redis (kept in memory for its time left)."""

@@ -6,6 +6,7 @@ import re
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Query, Request, Response
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import QueryParams
 
 from reco.service import recommending
@@ -37,7 +38,7 @@ ListParam = Annotated[
     responses=problems(*READ, 503),
     summary="Recommendations for a user",
 )
-def user_recommendations(
+async def user_recommendations(
     request: Request,
     _key: ReadKey,
     state: State,
@@ -61,7 +62,14 @@ def user_recommendations(
         explain=explain,
         context=_context(request.query_params),
     )
-    body, cached = recommending.user_answer(state, model, user_id, query)
+    # Async, so that an answer this worker holds in memory costs no thread hop; the rest
+    # (store reads, scoring, Redis) runs on the threadpool.
+    body = recommending.cached_answer(state, model, user_id, query)
+    cached = body is not None
+    if body is None:
+        body, cached = await run_in_threadpool(
+            recommending.user_answer, state, model, user_id, query
+        )
     body = recommending.with_recommendation_id(body, recommending.new_recommendation_id())
     return Response(
         body,
