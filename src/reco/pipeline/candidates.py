@@ -243,15 +243,7 @@ class CandidateGenerator:
             columns[f"{name}_score"] = values
             columns[f"{name}_rank"] = ranks[name]
             columns[f"{name}_gap"] = values - best[name][rows]
-        recents = {length: histories.recent(length) for length in self.config.recent_lengths}
-        for name in self.recent_sources:
-            for length, recent in recents.items():
-                scores = dense_scores(self.sources[name], recent, histories.users)
-                np.copyto(scores, -np.inf, where=blocked | np.isnan(scores))
-                values = scores[rows, items].astype(np.float64)
-                values[~np.isfinite(values)] = np.nan
-                columns[f"{name}_last{length}"] = values
-                columns[f"{name}_last{length}_gap"] = values - _row_best(scores)[rows]
+        columns.update(self._recent_features(histories, blocked, rows, items))
         pair_times = request_times[rows]
         columns.update(
             item_features(self.clock, items, pair_times, self.config.popularity_windows_days)
@@ -264,6 +256,31 @@ class CandidateGenerator:
         )
         features = assemble(columns, self.feature_names)
         return Candidates(rows, items, features, primary, tops)
+
+    def _recent_features(
+        self, histories: Histories, blocked: np.ndarray, rows: np.ndarray, items: np.ndarray
+    ) -> dict[str, np.ndarray]:
+        """Each recent source's score of each pair from the row's latest k items only,
+        and its gap to that row's best, for every k of ``recent_lengths``."""
+        lengths = list(self.config.recent_lengths)
+        columns: dict[str, np.ndarray] = {}
+        if not (self.recent_sources and lengths):
+            return columns
+        # Every suffix of every row in one matrix: one scoring call per source, not one
+        # per source and length (rows are scored independently, so nothing changes).
+        recent = histories.recent_stack(lengths)
+        users = np.tile(histories.users, len(lengths))
+        n_rows = histories.n_rows
+        for name in self.recent_sources:
+            stacked = dense_scores(self.sources[name], recent, users)
+            for k, length in enumerate(lengths):
+                scores = stacked[k * n_rows : (k + 1) * n_rows]
+                np.copyto(scores, -np.inf, where=blocked | np.isnan(scores))
+                values = scores[rows, items].astype(np.float64)
+                values[~np.isfinite(values)] = np.nan
+                columns[f"{name}_last{length}"] = values
+                columns[f"{name}_last{length}_gap"] = values - _row_best(scores)[rows]
+        return columns
 
 
 def _merge(

@@ -262,6 +262,21 @@ class Histories:
         indptr = kept[self.matrix.indptr]
         return _csr(self.matrix.data[keep], self.matrix.indices[keep], indptr, self.matrix.shape)
 
+    def recent_stack(self, lengths: Sequence[int]) -> csr_matrix:
+        """:meth:`recent` of each of ``lengths``, one under the other (row ``j`` of the
+        ``k``-th block is row ``j`` restricted to its ``lengths[k]`` latest items): a
+        model scores every suffix in one call instead of one call each."""
+        parts = [self.recent(k) for k in lengths]
+        offsets = np.cumsum([0] + [p.nnz for p in parts[:-1]])
+        indptr = np.concatenate(
+            [np.zeros(1, dtype=self.matrix.indptr.dtype)]
+            + [p.indptr[1:] + offset for p, offset in zip(parts, offsets, strict=True)]
+        )
+        shape = (self.n_rows * len(parts), self.n_items)
+        data = np.concatenate([p.data for p in parts])
+        indices = np.concatenate([p.indices for p in parts])
+        return _csr(data, indices, indptr.astype(self.matrix.indptr.dtype), shape)
+
     def take(self, rows: np.ndarray) -> Histories:
         """The given rows, in that order."""
         rows = np.asarray(rows, dtype=np.int64)
