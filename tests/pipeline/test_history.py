@@ -140,3 +140,11 @@ def test_recent_keeps_each_rows_latest_nonzero_items():
     recent = histories.recent(2).toarray()
     # Row 0's two latest are items 2 and 1; item 1 weighs nothing, so only 2 is left.
     np.testing.assert_array_equal(recent, [[0, 0, 2, 0], [0, 4, 0, 5]])
+
+
+def test_recent_stack_puts_each_suffix_block_under_the_last(everyone: Histories):
+    batch = everyone.take(np.array([4, 0, 7]))
+    stacked = batch.recent_stack([1, 3, 10])
+    assert stacked.shape == (9, everyone.n_items)
+    expected = np.vstack([batch.recent(k).toarray() for k in (1, 3, 10)])
+    np.testing.assert_array_equal(stacked.toarray(), expected)
