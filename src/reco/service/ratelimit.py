@@ -228,7 +228,9 @@ class RedisRateLimiter:
     def _hold(self, key: str, tokens: int, remaining: int) -> None:
         now = time.monotonic()
         with self._lock:
-            held, _, _ = self._leases.get(key, (0, 0.0, 0))
+            held, expires, _ = self._leases.get(key, (0, 0.0, 0))
+            if expires < now:
+                held = 0  # an expired lease is not renewed by a new one
             self._leases[key] = (held + tokens, now + LEASE_TTL_S, remaining)
             if len(self._leases) > MAX_HELD_KEYS:
                 for other, (_, expires, _) in list(self._leases.items()):
