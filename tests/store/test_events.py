@@ -14,7 +14,7 @@ from sqlalchemy import event, text
 
 from reco.data import schema
 from reco.errors import RecoError, ValidationError
-from reco.store import counts, load_frames
+from reco.store import counts, load_frames, open_store
 from reco.store.db import is_postgres, write_transaction
 from reco.store.entities import delete_user
 from reco.store.events import (
@@ -250,6 +250,25 @@ def _append_concurrently(engine, batches: dict[str, list[dict]]) -> dict[str, ob
     for thread in threads:
         thread.join(timeout=30)
     return outcomes
+
+
+def test_a_writer_lock_that_cannot_be_taken_fails_the_appends_and_blocks_none(
+    tmp_path, monkeypatch
+):
+    from reco.store import db
+
+    engine = open_store(f"sqlite:///{tmp_path / 'reco.db'}")
+    try:
+        broken = db._WriterLock(tmp_path / "missing-folder" / "reco.db.writer-lock")
+        monkeypatch.setattr(db, "_writer_lock", lambda _engine: broken)
+        with pytest.raises(RecoError, match="writer lock"):
+            append_events(engine, [{"user_id": "u", "item_id": "i", "event_id": "e1"}])
+        monkeypatch.undo()
+        # Nothing was left queued behind a leader that gave up: the next append writes.
+        result = append_events(engine, [{"user_id": "u", "item_id": "i", "event_id": "e1"}])
+        assert result.accepted == 1 and counts(engine)["interactions"] == 1
+    finally:
+        engine.dispose()
 
 
 def test_concurrent_appends_share_a_transaction_and_each_gets_its_own_counts(store):

@@ -216,7 +216,13 @@ class _WriterLock:
     def _file(self) -> int:
         # A forked child must not share the parent's open file: flock belongs to it.
         if self._fd is None or self._pid != os.getpid():
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as exc:
+                raise RecoError(
+                    f"Cannot open the SQLite store's writer lock {self.path}: {exc}. The "
+                    "store's folder must be writable by every reco process using it."
+                ) from None
             self._pid = os.getpid()
         return self._fd
 

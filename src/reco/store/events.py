@@ -422,6 +422,14 @@ class GroupCommit:
             with writer_lock(self.engine):
                 group = self._take()
                 self._write(group)
+        except Exception as exc:
+            if group:
+                raise
+            # The writer lock could not be taken (_write keeps its own errors): every
+            # queued batch fails with that, none waits for a leader that gave up.
+            group = self._take()
+            for member in group:
+                member.error = _store_error(self.engine, member, exc)
         finally:
             for member in group:
                 member.done.set()
