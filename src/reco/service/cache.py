@@ -387,6 +387,7 @@ def drop_shared(
 
 
 # KEYS: the users' cache hashes; ARGV[1]: the channel, then the users in KEYS's order.
+# Ids never hold control characters (the store refuses them): a newline separates.
 _DROP_LUA = """
 local dropped = {}
 for i, key in ipairs(KEYS) do
@@ -404,11 +405,6 @@ def _drop_script(client: redis.Redis) -> Any:
     if script is None:
         script = _drop_scripts[client] = client.register_script(_DROP_LUA)
     return script
-
-
-def _announcement(users: Sequence[str]) -> bytes:
-    # Ids never hold control characters (the store refuses them): a newline separates.
-    return b"\n".join(_text(user) for user in users)
 
 
 def _users_of(announcement: bytes) -> list[str]:
