@@ -162,11 +162,12 @@ def _cache_invalidator(settings: Settings) -> UsersHook | None:
     """Drop the cached recommendations of users whose events were applied: in Redis,
     and through its pub/sub in every service worker's memory; None without a cache.
 
-    One round trip per applied batch (:func:`reco.service.cache.drop_shared`). The
+    One round trip per applied batch
+    (:meth:`reco.service.cache.RedisCache.drop_and_announce`). The
     worker serves no answers, so it keeps no memory cache and does not listen to the
     channel itself.
     """
-    from reco.service.cache import RedisCache, drop_shared
+    from reco.service.cache import RedisCache
     from reco.service.ratelimit import redis_from_url
 
     service = settings.service
@@ -177,6 +178,6 @@ def _cache_invalidator(settings: Settings) -> UsersHook | None:
 
     def invalidate(users: Sequence[str]) -> None:
         if users:
-            drop_shared(client, shared, users)
+            shared.drop_and_announce(users)
 
     return invalidate

@@ -19,10 +19,9 @@ import logging
 import struct
 import threading
 import time
-import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from reco.service.ratelimit import REDIS_PAUSE_S, REDIS_TIMEOUT_S, RedisOutage, redis_from_url
 
@@ -164,6 +163,18 @@ def _text(value: str) -> bytes:
     return value.encode("utf-8", "surrogatepass")
 
 
+# KEYS: the users' cache hashes; ARGV[1]: the channel, then the users in KEYS's order.
+# Ids never hold control characters (the store refuses them): a newline separates.
+_DROP_LUA = """
+local dropped = {}
+for i, key in ipairs(KEYS) do
+  if redis.call('DEL', key) == 1 then dropped[#dropped + 1] = ARGV[i + 1] end
+end
+if #dropped > 0 then redis.call('PUBLISH', ARGV[1], table.concat(dropped, '\\n')) end
+return #dropped
+"""
+
+
 class RedisCache:
     """Answers in Redis: one hash per user, a field per (parameters, model version).
 
@@ -182,6 +193,7 @@ class RedisCache:
         self.prefix = prefix
         self._redis_error = redis.RedisError
         self._outage = RedisOutage("recommendation cache", logger=log)
+        self._drop = client.register_script(_DROP_LUA)
 
     def redis_key(self, user: str) -> bytes:
         """The Redis key of ``user``'s hash."""
@@ -247,6 +259,19 @@ class RedisCache:
             self.client.delete(*(self.redis_key(user) for user in users))
         except self._redis_error as exc:
             self._outage.failed(exc, "cached answers may be stale for up to the TTL")
+
+    def drop_and_announce(self, users: Sequence[str], channel: str = INVALIDATION_CHANNEL) -> None:
+        """Delete these users' answers and announce, on ``channel``, the users who had
+        some (every worker's TwoLevelCache drops them from its memory), in one round
+        trip. Raises the client's error when Redis fails.
+
+        A user with nothing in Redis has nothing in any worker's memory either (memory
+        only holds answers also written to, or read from, Redis), so announcing them
+        would only make every worker's listener busy: under single-event ingestion that
+        was most of the announcements.
+        """
+        keys = [self.redis_key(user) for user in users]
+        self._drop(keys=keys, args=[_text(channel), *(_text(u) for u in users)])
 
     def close(self) -> None:
         """Nothing to release: the client belongs to the caller."""
@@ -320,7 +345,7 @@ class TwoLevelCache:
             return
         self.local.invalidate_users(users)
         try:
-            drop_shared(self.client, self.shared, users, self.channel)
+            self.shared.drop_and_announce(users, self.channel)
         except self._redis_error as exc:
             self._outage.failed(exc, "other workers may serve stale answers for up to the TTL")
 
@@ -365,46 +390,6 @@ class TwoLevelCache:
                 self.local.invalidate_users(_users_of(message["data"]))
         if pubsub is not None:
             pubsub.close()
-
-
-def drop_shared(
-    client: redis.Redis,
-    shared: RedisCache,
-    users: Sequence[str],
-    channel: str = INVALIDATION_CHANNEL,
-) -> None:
-    """Delete these users' answers from the shared cache and announce, on ``channel``,
-    the users who had some (every worker's TwoLevelCache drops them from its memory),
-    in one round trip. Raises the client's error when Redis fails.
-
-    A user with nothing in Redis has nothing in any worker's memory either (memory only
-    holds answers also written to, or read from, Redis), so announcing them would only
-    make every worker's listener busy: under single-event ingestion that was most of
-    the announcements.
-    """
-    keys = [shared.redis_key(user) for user in users]
-    _drop_script(client)(keys=keys, args=[_text(channel), *(_text(u) for u in users)])
-
-
-# KEYS: the users' cache hashes; ARGV[1]: the channel, then the users in KEYS's order.
-# Ids never hold control characters (the store refuses them): a newline separates.
-_DROP_LUA = """
-local dropped = {}
-for i, key in ipairs(KEYS) do
-  if redis.call('DEL', key) == 1 then dropped[#dropped + 1] = ARGV[i + 1] end
-end
-if #dropped > 0 then redis.call('PUBLISH', ARGV[1], table.concat(dropped, '\\n')) end
-return #dropped
-"""
-_drop_scripts: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
-
-
-def _drop_script(client: redis.Redis) -> Any:
-    """The drop-and-announce script registered on ``client`` (once per client)."""
-    script = _drop_scripts.get(client)
-    if script is None:
-        script = _drop_scripts[client] = client.register_script(_DROP_LUA)
-    return script
 
 
 def _users_of(announcement: bytes) -> list[str]:
