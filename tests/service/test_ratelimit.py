@@ -209,6 +209,20 @@ def test_redis_unused_lease_expires(redis_client, prefix, monkeypatch):
 
 
 @pytest.mark.redis
+def test_redis_leases_of_idle_keys_are_forgotten(redis_client, prefix, monkeypatch):
+    from reco.service import ratelimit
+
+    monkeypatch.setattr(ratelimit, "LEASE_TTL_S", 0.05)
+    limiter = RedisRateLimiter(redis_client, rate=1000.0, burst=100, prefix=prefix)
+    for k in range(20):
+        assert limiter.acquire(f"idle-{k}").allowed
+    assert len(limiter) == 20
+    time.sleep(0.1)
+    assert limiter.acquire("busy").allowed  # a new lease drops the expired ones
+    assert len(limiter) == 1
+
+
+@pytest.mark.redis
 def test_redis_idle_bucket_expires(redis_client, prefix):
     limiter = RedisRateLimiter(redis_client, rate=10.0, burst=5, prefix=prefix)
     limiter.acquire("k")

@@ -33,12 +33,10 @@ REDIS_PAUSE_S = 1.0
 # At most one warning this often while Redis keeps failing.
 _WARN_EVERY_S = 10.0
 # Redis limiter leases: tokens a worker takes at once are the rate of this many seconds
-# (at most MAX_LEASE); held tokens unused this long are dropped; keys holding tokens
-# past MAX_HELD_KEYS make the expired ones go.
+# (at most MAX_LEASE); held tokens unused this long are dropped.
 LEASE_SECONDS = 0.05
 MAX_LEASE = 64
 LEASE_TTL_S = 1.0
-MAX_HELD_KEYS = 10_000
 
 
 @dataclass(frozen=True)
@@ -185,8 +183,9 @@ class RedisRateLimiter:
         self._script = client.register_script(_TOKEN_BUCKET_LUA)
         self._outage = RedisOutage("rate limiter")
         self._lock = threading.Lock()
-        # key -> (tokens held here, when they expire, the bucket's tokens when leased)
-        self._leases: dict[str, tuple[int, float, int]] = {}
+        # key -> (tokens held here, when they expire, the bucket's tokens when leased),
+        # in the order leases were taken: the order they expire in.
+        self._leases: OrderedDict[str, tuple[int, float, int]] = OrderedDict()
 
     def acquire_local(self, key: str) -> Decision | None:
         """Spend a token this process holds for ``key``; None when it holds none."""
@@ -194,14 +193,16 @@ class RedisRateLimiter:
             return None
         now = time.monotonic()
         with self._lock:
-            held = self._leases.pop(key, None)
+            held = self._leases.get(key)
             if held is None:
                 return None
             tokens, expires, remaining = held
-            if now > expires:
-                return None
-            if tokens > 1:
-                self._leases[key] = (tokens - 1, expires, remaining)
+            if now > expires or tokens <= 1:
+                del self._leases[key]
+                if now > expires:
+                    return None
+            else:
+                self._leases[key] = (tokens - 1, expires, remaining)  # keeps its place
         return Decision(True, 0.0, remaining + tokens - 1)
 
     def acquire(self, key: str) -> Decision:
@@ -225,17 +226,23 @@ class RedisRateLimiter:
             self._hold(key, granted - 1, remaining)
         return Decision(True, 0.0, remaining + granted - 1)
 
+    def __len__(self) -> int:
+        """Keys this process holds leased tokens for (expired ones not yet dropped)."""
+        return len(self._leases)
+
     def _hold(self, key: str, tokens: int, remaining: int) -> None:
         now = time.monotonic()
         with self._lock:
-            held, expires, _ = self._leases.get(key, (0, 0.0, 0))
+            held, expires, _ = self._leases.pop(key, (0, 0.0, 0))
             if expires < now:
                 held = 0  # an expired lease is not renewed by a new one
-            self._leases[key] = (held + tokens, now + LEASE_TTL_S, remaining)
-            if len(self._leases) > MAX_HELD_KEYS:
-                for other, (_, expires, _) in list(self._leases.items()):
-                    if expires < now:
-                        del self._leases[other]
+            self._leases[key] = (held + tokens, now + LEASE_TTL_S, remaining)  # the newest
+            # Expired leases are at the front: memory follows the keys of the last second.
+            while self._leases:
+                _, (_, expires, _) = next(iter(self._leases.items()))
+                if expires >= now:
+                    break
+                self._leases.popitem(last=False)
 
 
 # The decision while Redis is down: fail open.
