@@ -62,7 +62,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 
@@ -571,6 +571,7 @@ class Row:
     result: WrkResult
     bare_rps: float
     load: float
+    offered_rps: float | None = None  # paced rows: the rate wrk offered
 
     @property
     def ratio(self) -> float:
@@ -622,7 +623,7 @@ class Bench:
         body += LUA_PACED % {"period_ms": f"{period_ms:.4f}"}
         script = lua_script(body, headers=_auth(key))
         name = f"warm users uncached, offered {rate:g} req/s"
-        return self.measure(name, label, server.url, script, bare)
+        return replace(self.measure(name, label, server.url, script, bare), offered_rps=rate)
 
     def cold(self, server: Server, label: str, key: str, bare: float) -> Row:
         """A new unknown user on every request, with context parameters."""
@@ -905,8 +906,7 @@ def print_targets(rows: list[Row], reload: ReloadResult | None) -> None:
     """The issue's targets next to the measured numbers; never asserted."""
     uncached = next(r for r in rows if r.name.startswith("warm users uncached (all"))
     # The first paced row offered at least the target rate.
-    paced = next((r for r in rows if r.name.startswith("warm users uncached, offered")
-                  and float(r.name.split()[-2]) >= UNCACHED_MIN_RPS), None)  # fmt: skip
+    paced = next((r for r in rows if (r.offered_rps or 0) >= UNCACHED_MIN_RPS), None)
     cached = next(r for r in rows if r.name.startswith("warm users cached"))
     errors = sum(r.result.errors for r in rows)
     checks = [
