@@ -19,7 +19,13 @@ from collections.abc import Sequence
 import numpy as np
 
 from reco.features.base import EventUpdate, HistoryEntry
-from reco.features.decay import decayed_count, event_exponent, half_life_seconds, log2_add
+from reco.features.decay import (
+    decayed_count,
+    decayed_counts,
+    event_exponent,
+    half_life_seconds,
+    log2_add,
+)
 
 
 class MemoryOnlineFeatures:
@@ -99,10 +105,7 @@ class MemoryOnlineFeatures:
         at = time.time() if now is None else now
         with self._lock:
             scores = [self._trend.get(item) for item in items]
-        return np.array(
-            [0.0 if s is None else decayed_count(s, at, self.half_life) for s in scores],
-            dtype=np.float64,
-        )
+        return decayed_counts(scores, at, self.half_life)
 
     def top_trending(self, n: int, *, now: float | None = None) -> list[tuple[str, float]]:
         """The ``n`` items with the largest decayed counts, best first (ties by id)."""

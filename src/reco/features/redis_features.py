@@ -40,7 +40,12 @@ import numpy as np
 import redis
 
 from reco.features.base import EventUpdate, HistoryEntry
-from reco.features.decay import decayed_count, event_exponent, half_life_seconds
+from reco.features.decay import (
+    decayed_count,
+    decayed_counts,
+    event_exponent,
+    half_life_seconds,
+)
 
 # One JSON encoder for every call: json.dumps with options builds a new one each time.
 _ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
@@ -308,10 +313,7 @@ class RedisOnlineFeatures:
             return np.zeros(0)
         at = time.time() if now is None else now
         scores = self.client.zmscore(self.prefix + "trend", list(items))
-        return np.array(
-            [0.0 if s is None else decayed_count(float(s), at, self.half_life) for s in scores],
-            dtype=np.float64,
-        )
+        return decayed_counts([None if s is None else float(s) for s in scores], at, self.half_life)
 
     def top_trending(self, n: int, *, now: float | None = None) -> list[tuple[str, float]]:
         """The ``n`` most trending items with their decayed counts, best first."""
