@@ -42,6 +42,27 @@ def test_explanations_name_a_history_item(fitted, everyone):
     assert all(r.removeprefix("because you watched ") in titles for r in because)
 
 
+def test_explanations_name_the_largest_contribution(fitted, everyone):
+    """The named item is the history item whose weight x item-kNN similarity towards
+    the recommended item is largest (lowest index among equals), read cell by cell."""
+    pipeline = fitted.pipeline
+    similarity = pipeline.sources["itemknn"].similarity_.toarray()
+    block = everyone.take(np.arange(40))
+    pairs_rows = np.repeat(np.arange(block.n_rows), 5)
+    pairs_items = np.tile(np.arange(5), block.n_rows) * 7 + pairs_rows % 3
+    sources = np.full(len(pairs_rows), "itemknn", dtype=object)
+    reasons = pipeline.explainer.explain(block, pairs_rows, pairs_items, sources, [{}] * 40)
+    weights = block.matrix.toarray()
+    template = pipeline.config.explain_history_template
+    for row, item, reason in zip(pairs_rows, pairs_items, reasons, strict=True):
+        contributions = weights[row] * similarity[:, item]
+        if (contributions > 0).any():
+            best = int(np.argmax(contributions))
+            assert reason == template.format(title=pipeline.catalog.titles[best])
+        else:
+            assert not reason.startswith("because")
+
+
 def test_short_histories_take_the_cold_route(fitted, everyone):
     config = fitted.pipeline.config.model_copy(update={"cold_history_threshold": 5})
     pipeline = replace(fitted.pipeline, config=config, _derived={})

@@ -92,15 +92,29 @@ class Explainer:
         out = np.full(len(rows), SIMILAR_TASTE, dtype=object)
         if self._towards is None or len(rows) == 0:
             return out
-        # Contribution of history item h to item i: weight(h) * similarity(h, i).
-        contributions = histories.matrix[rows].multiply(self._towards[items]).tocsr()
-        contributions.data = np.maximum(contributions.data, 0.0)  # a dislike explains nothing
-        contributions.eliminate_zeros()
-        has = np.diff(contributions.indptr) > 0
-        if has.any():
-            best = np.asarray(contributions[np.flatnonzero(has)].argmax(axis=1)).ravel()
-            titles = self.catalog.titles[best]
-            out[has] = [self.history_template.format(title=title) for title in titles]
+        # Contribution of history item h to item i: weight(h) * similarity(h, i), for
+        # every stored neighbour h of each pair's item, gathered as flat arrays (scipy's
+        # row indexing and products cost more than the arithmetic for a few pairs).
+        towards = self._towards
+        starts, stops = towards.indptr[items], towards.indptr[items + 1]
+        lengths = stops - starts
+        offsets = np.r_[0, np.cumsum(lengths)]
+        entries = np.repeat(starts - offsets[:-1], lengths) + np.arange(offsets[-1])
+        pair = np.repeat(np.arange(len(rows)), lengths)
+        neighbours = towards.indices[entries]
+        weights = _entries(histories.matrix, rows[pair], neighbours)
+        contributions = weights * towards.data[entries]
+        positive = contributions > 0  # a dislike (or no history weight) explains nothing
+        pair, neighbours, contributions = (
+            pair[positive],
+            neighbours[positive],
+            contributions[positive],
+        )
+        # Per pair the largest contribution, the lowest item index among equals.
+        order = np.lexsort((neighbours, -contributions, pair))
+        first = order[np.r_[True, pair[order][1:] != pair[order][:-1]]] if len(order) else order
+        titles = self.catalog.titles[neighbours[first]]
+        out[pair[first]] = [self.history_template.format(title=title) for title in titles]
         return out
 
     def _segment_reason(
@@ -109,3 +123,14 @@ class Explainer:
         if segment is None or not context or not hasattr(segment, "explain_context"):
             return POPULAR_OVERALL
         return segment.explain_context(context, item) or POPULAR_OVERALL
+
+
+def _entries(matrix: csr_matrix, rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """``matrix[rows[k], columns[k]]`` for every k (0 where nothing is stored); the
+    matrix's indices must be sorted within each row."""
+    keys = np.repeat(np.arange(matrix.shape[0], dtype=np.int64), np.diff(matrix.indptr))
+    keys = keys * matrix.shape[1] + matrix.indices
+    wanted = rows.astype(np.int64) * matrix.shape[1] + columns
+    at = np.minimum(np.searchsorted(keys, wanted), max(len(keys) - 1, 0))
+    found = keys[at] == wanted if len(keys) else np.zeros(len(wanted), dtype=bool)
+    return np.where(found, matrix.data[at] if len(keys) else 0.0, 0.0)
