@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+from scipy.sparse import csr_matrix
 
 from reco.pipeline.catalog import Catalog
 from reco.pipeline.history import Histories
@@ -170,20 +171,36 @@ def affinity_features(
     best = np.full(n_pairs, np.nan)
     if catalog.categories.shape[1] == 0 or n_pairs == 0:
         return {"category_affinity_mean": mean, "category_affinity_max": best}
-    present = histories.matrix.copy()
-    present.data = np.ones_like(present.data)
+    categories = catalog.categories
+    n_columns = categories.shape[1]
+    # Categories of every history entry and of every pair's item, as flat arrays:
+    # scipy's products and row indexing cost more than the counting for a few rows.
+    entry_rows = np.repeat(np.arange(histories.n_rows), histories.lengths())
+    entry_owner, entry_categories = _item_categories(categories, histories.matrix.indices)
+    cells = entry_rows[entry_owner] * n_columns + entry_categories
+    counts = np.bincount(cells, minlength=histories.n_rows * n_columns)
     lengths = np.maximum(histories.lengths(), 1).astype(np.float64)
-    shares = np.asarray((present @ catalog.categories).todense()) / lengths[:, None]
-    pair_categories = catalog.categories[items].tocoo()
-    values = shares[rows[pair_categories.row], pair_categories.col]
-    n_categories = np.bincount(pair_categories.row, minlength=n_pairs)
+    shares = counts.reshape(histories.n_rows, n_columns) / lengths[:, None]
+    pair_owner, pair_category = _item_categories(categories, items)
+    values = shares[rows[pair_owner], pair_category]
+    n_categories = np.bincount(pair_owner, minlength=n_pairs)
     has = n_categories > 0
-    sums = np.bincount(pair_categories.row, weights=values, minlength=n_pairs)
+    sums = np.bincount(pair_owner, weights=values, minlength=n_pairs)
     mean[has] = sums[has] / n_categories[has]
     maxima = np.full(n_pairs, -np.inf)
-    np.maximum.at(maxima, pair_categories.row, values)
+    np.maximum.at(maxima, pair_owner, values)
     best[has] = maxima[has]
     return {"category_affinity_mean": mean, "category_affinity_max": best}
+
+
+def _item_categories(categories: csr_matrix, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every (position in ``items``, category) pair of the binary items x categories
+    matrix, as two flat arrays."""
+    starts, stops = categories.indptr[items], categories.indptr[items + 1]
+    lengths = stops - starts
+    offsets = np.r_[0, np.cumsum(lengths)]
+    entries = np.repeat(starts - offsets[:-1], lengths) + np.arange(offsets[-1])
+    return np.repeat(np.arange(len(items)), lengths), categories.indices[entries]
 
 
 def time_features(request_times: np.ndarray, rows: np.ndarray) -> dict[str, np.ndarray]:
