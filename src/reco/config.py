@@ -193,6 +193,13 @@ class ServiceConfig(BaseModel):
     reload_check_seconds: float = Field(
         1.0, gt=0, description="How often a worker looks for a newly promoted model."
     )
+    compile_ranker: bool = Field(
+        True,
+        description=(
+            "Compile the ranker's trees to machine code when a model is loaded (a few "
+            "seconds; about 5x faster reranking per request)."
+        ),
+    )
     catalog_refresh_seconds: float = Field(
         1.0, gt=0, description="How often a worker rereads item availability from the store."
     )

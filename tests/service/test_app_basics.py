@@ -181,3 +181,8 @@ def test_openapi_documents_every_route_and_the_problem_schema(service):
     schemes = spec["components"]["securitySchemes"]
     assert {"HTTPBearer", "APIKeyHeader"} <= set(schemes)
     assert service.client.get("/docs").status_code == 200
+
+
+def test_the_served_ranker_runs_compiled(service):
+    pipeline = service.state.holder.current.pipeline
+    assert pipeline.ranker is not None and pipeline.ranker.compiled

@@ -3,12 +3,18 @@
 Trained on requests in the past (each user's history up to a point, labels = the
 items they interacted with next), early-stopped on the NDCG@10 of other users, saved
 as LightGBM's own text format (no pickle) and loaded back bit-exact.
+
+The service compiles the trees to machine code (:meth:`Ranker.compile`, with lleaves):
+one request's few hundred candidates are scored about five times faster than by
+LightGBM's predictor, whose fixed cost per call dominates at that size.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import tempfile
 from dataclasses import dataclass
 
 import lightgbm as lgb
@@ -88,6 +94,7 @@ class Ranker:
     def __init__(self, booster: lgb.Booster, feature_names: list[str]) -> None:
         self.booster = booster
         self.feature_names = list(feature_names)
+        self._compiled = None  # lleaves' model of the same trees, once compiled
         if booster.num_feature() != len(self.feature_names):
             raise ArtifactError(
                 f"the ranker was trained on {booster.num_feature()} features but "
@@ -176,7 +183,34 @@ class Ranker:
             )
         if len(features) == 0:
             return np.zeros(0)
+        if self._compiled is not None:
+            return self._compiled.predict(features, n_jobs=1)
         return self.booster.predict(features, num_threads=1)
+
+    @property
+    def compiled(self) -> bool:
+        """Whether :meth:`predict` runs the compiled trees."""
+        return self._compiled is not None
+
+    def compile(self) -> None:
+        """Compile the trees to machine code for :meth:`predict` (a few seconds for a
+        few hundred trees). The scores are LightGBM's up to float rounding (the trees
+        are summed in another order, about 1e-15 apart). RecoError when it fails; the
+        ranker then keeps LightGBM's predictor."""
+        import lleaves  # the compiler pulls in LLVM: only processes that serve need it
+
+        # lleaves reads a model file; the text is written out and removed again.
+        handle, path = tempfile.mkstemp(prefix="reco-ranker-", suffix=".txt")
+        try:
+            with os.fdopen(handle, "w") as out:
+                out.write(self.booster.model_to_string())
+            compiled = lleaves.Model(model_file=path)
+            compiled.compile()
+        except Exception as exc:
+            raise RecoError(f"the ranker's trees could not be compiled: {exc}") from exc
+        finally:
+            os.unlink(path)
+        self._compiled = compiled
 
     def importance(self) -> dict[str, float]:
         """Share of the total gain each feature brings, largest first."""

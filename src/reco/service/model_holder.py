@@ -93,6 +93,8 @@ class ModelHolder:
                 watermark,
             )
         loaded = LoadedModel(name, bundle, int(watermark), manifest)
+        if self.settings.service.compile_ranker:
+            _compile_ranker(loaded)
         _warm_up(loaded)
         return loaded
 
@@ -209,6 +211,24 @@ def _settle_heap() -> None:
     gc.unfreeze()
     gc.collect()
     gc.freeze()
+
+
+def _compile_ranker(model: LoadedModel) -> None:
+    """Compile the ranker's trees for serving; LightGBM's predictor stays if that fails."""
+    ranker = model.pipeline.ranker
+    if ranker is None:
+        return
+    started = time.perf_counter()
+    try:
+        ranker.compile()
+    except RecoError as exc:
+        log.warning("model version %s: %s; ranking with LightGBM's predictor", model.version, exc)
+        return
+    log.info(
+        "model version %s: ranker compiled in %.1f s",
+        model.version,
+        time.perf_counter() - started,
+    )
 
 
 def _warm_up(model: LoadedModel) -> None:
