@@ -11,11 +11,15 @@ LightGBM's predictor, whose fixed cost per call dominates at that size.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import tempfile
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
 
 import lightgbm as lgb
 import numpy as np
@@ -26,6 +30,11 @@ from reco.errors import ArtifactError, RecoError
 log = logging.getLogger(__name__)
 
 EVAL_AT = 10
+# Compiled rankers kept per process (see Ranker.compile): the served version, the one
+# being loaded beside it, and a couple to roll back to.
+_COMPILED_KEPT = 4
+_COMPILED: OrderedDict[str, Any] = OrderedDict()
+_COMPILED_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -196,20 +205,21 @@ class Ranker:
         """Compile the trees to machine code for :meth:`predict` (a few seconds for a
         few hundred trees). The scores are LightGBM's up to float rounding (the trees
         are summed in another order, about 1e-15 apart). RecoError when it fails; the
-        ranker then keeps LightGBM's predictor."""
-        import lleaves  # the compiler pulls in LLVM: only processes that serve need it
+        ranker then keeps LightGBM's predictor.
 
-        # lleaves reads a model file; the text is written out and removed again.
-        handle, path = tempfile.mkstemp(prefix="reco-ranker-", suffix=".txt")
-        try:
-            with os.fdopen(handle, "w") as out:
-                out.write(self.booster.model_to_string())
-            compiled = lleaves.Model(model_file=path)
-            compiled.compile()
-        except Exception as exc:
-            raise RecoError(f"the ranker's trees could not be compiled: {exc}") from exc
-        finally:
-            os.unlink(path)
+        The last few compiled models are kept per process by their text, so loading a
+        version again (a rollback, another pipeline object of the same model) is free.
+        """
+        text = self.booster.model_to_string()
+        key = hashlib.sha256(text.encode()).hexdigest()
+        with _COMPILED_LOCK:
+            compiled = _COMPILED.get(key)
+            if compiled is None:
+                compiled = _compile_trees(text)
+                _COMPILED[key] = compiled
+                while len(_COMPILED) > _COMPILED_KEPT:
+                    _COMPILED.popitem(last=False)
+            _COMPILED.move_to_end(key)
         self._compiled = compiled
 
     def importance(self) -> dict[str, float]:
@@ -236,3 +246,21 @@ class Ranker:
                 f"{json.dumps(booster.feature_name()[:5])}... vs {json.dumps(feature_names[:5])}..."
             )
         return cls(booster, feature_names)
+
+
+def _compile_trees(text: str) -> Any:
+    """lleaves' compiled model of a LightGBM model text; RecoError when it fails."""
+    import lleaves  # the compiler pulls in LLVM: only processes that serve need it
+
+    # lleaves reads a model file; the text is written out and removed again.
+    handle, path = tempfile.mkstemp(prefix="reco-ranker-", suffix=".txt")
+    try:
+        with os.fdopen(handle, "w") as out:
+            out.write(text)
+        compiled = lleaves.Model(model_file=path)
+        compiled.compile()
+    except Exception as exc:
+        raise RecoError(f"the ranker's trees could not be compiled: {exc}") from exc
+    finally:
+        os.unlink(path)
+    return compiled
