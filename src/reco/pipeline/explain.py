@@ -20,7 +20,7 @@ from scipy.sparse import csr_matrix
 
 from reco.models.base import BaseRecommender
 from reco.pipeline.catalog import Catalog
-from reco.pipeline.history import Histories
+from reco.pipeline.history import Histories, row_entries
 from reco.pipeline.sources import SEGMENT_SOURCE, TRENDING_SOURCE
 
 FALLBACK = "fallback"
@@ -96,11 +96,7 @@ class Explainer:
         # every stored neighbour h of each pair's item, gathered as flat arrays (scipy's
         # row indexing and products cost more than the arithmetic for a few pairs).
         towards = self._towards
-        starts, stops = towards.indptr[items], towards.indptr[items + 1]
-        lengths = stops - starts
-        offsets = np.r_[0, np.cumsum(lengths)]
-        entries = np.repeat(starts - offsets[:-1], lengths) + np.arange(offsets[-1])
-        pair = np.repeat(np.arange(len(rows)), lengths)
+        pair, entries = row_entries(towards.indptr, items)
         neighbours = towards.indices[entries]
         weights = _entries(histories.matrix, rows[pair], neighbours)
         contributions = weights * towards.data[entries]

@@ -24,7 +24,7 @@ import numpy as np
 from scipy.sparse import csr_matrix
 
 from reco.pipeline.catalog import Catalog
-from reco.pipeline.history import Histories
+from reco.pipeline.history import Histories, row_entries
 
 SECONDS_PER_DAY = 86_400.0
 ITEM_FEATURES = ("item_count", "item_age_days", "item_idle_days")
@@ -196,11 +196,8 @@ def affinity_features(
 def _item_categories(categories: csr_matrix, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Every (position in ``items``, category) pair of the binary items x categories
     matrix, as two flat arrays."""
-    starts, stops = categories.indptr[items], categories.indptr[items + 1]
-    lengths = stops - starts
-    offsets = np.r_[0, np.cumsum(lengths)]
-    entries = np.repeat(starts - offsets[:-1], lengths) + np.arange(offsets[-1])
-    return np.repeat(np.arange(len(items)), lengths), categories.indices[entries]
+    owner, entries = row_entries(categories.indptr, items)
+    return owner, categories.indices[entries]
 
 
 def time_features(request_times: np.ndarray, rows: np.ndarray) -> dict[str, np.ndarray]:

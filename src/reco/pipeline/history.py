@@ -370,6 +370,17 @@ class Histories:
         )
 
 
+def row_entries(indptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The stored entries of CSR rows ``rows`` (repeats allowed) as flat arrays: for each
+    entry, its position in ``rows`` and its index in the matrix's data and indices.
+    Gathering these once is cheaper than scipy's row indexing for a few rows."""
+    starts, stops = indptr[rows], indptr[np.asarray(rows) + 1]
+    lengths = stops - starts
+    offsets = np.r_[0, np.cumsum(lengths)]
+    entries = np.repeat(starts - offsets[:-1], lengths) + np.arange(offsets[-1])
+    return np.repeat(np.arange(len(lengths)), lengths), entries
+
+
 def _csr(data: np.ndarray, indices: np.ndarray, indptr: np.ndarray, shape: tuple) -> csr_matrix:
     """A CSR matrix over arrays that already form a valid structure (sorted indices)."""
     matrix = csr_matrix((data, indices, indptr), shape=shape, copy=False)
