@@ -286,10 +286,8 @@ class Histories:
         # indexing would redo it (and its checks) per matrix, a large share of
         # scoring one request.
         indptr = self.matrix.indptr
-        starts, stops = indptr[rows], indptr[rows + 1]
-        lengths = stops - starts
-        new_indptr = np.r_[0, np.cumsum(lengths)].astype(indptr.dtype)
-        gather = np.repeat(starts - new_indptr[:-1], lengths) + np.arange(new_indptr[-1])
+        _, gather = row_entries(indptr, rows)
+        new_indptr = np.r_[0, np.cumsum(indptr[rows + 1] - indptr[rows])].astype(indptr.dtype)
         shape = (len(rows), self.n_items)
         indices = self.matrix.indices[gather]
 
