@@ -75,3 +75,29 @@ def test_memory_estimate_is_the_dense_matrices() -> None:
 def test_l2_must_be_positive(l2: float, clustered_data: Dataset) -> None:
     with pytest.raises(ConfigurationError, match="l2 must be > 0"):
         EASERecommender(l2=l2).fit(clustered_data)
+
+
+@pytest.mark.parametrize("gaps", [1, 80], ids=["few-runs", "many-runs"])
+def test_items_without_interactions_score_zero_wherever_they_sit(gaps: int) -> None:
+    # Items without interactions split the active ones into runs; scores are placed by
+    # slices up to a limit of runs and by an index array beyond it.
+    rng = np.random.default_rng(3)
+    n_items = 400
+    inactive = set(rng.choice(n_items, size=gaps, replace=False).tolist())
+    active = [i for i in range(n_items) if i not in inactive]
+    rows = [(u, int(i)) for u in range(150) for i in rng.choice(active, size=12, replace=False)]
+    rows += [(i % 150, i) for i in active]  # every active item has an interaction
+    catalogue = pd.DataFrame({"item_id": [str(i) for i in range(n_items)]})
+    data = Dataset.from_frames(
+        pd.DataFrame({"user_id": [str(u) for u, _ in rows], "item_id": [str(i) for _, i in rows]}),
+        items=catalogue,
+    )
+    model = EASERecommender(l2=20.0).fit(data)
+    assert len(model.active_items_) == data.n_items - gaps
+    histories = data.matrix()[:30]
+    full = np.zeros((data.n_items, data.n_items), dtype=np.float32)
+    full[np.ix_(model.active_items_, model.active_items_)] = model.weights_
+    scores = model.score(histories, np.arange(data.n_items))
+    np.testing.assert_allclose(scores, histories.toarray() @ full, rtol=1e-5, atol=1e-6)
+    idle = np.setdiff1d(np.arange(data.n_items), model.active_items_)
+    assert (scores[:, idle] == 0).all()

@@ -17,6 +17,8 @@ log = logging.getLogger(__name__)
 # Peak bytes per squared item while fitting: the float64 Gram matrix and its inverse
 # (LAPACK works on a copy), then the float32 weights kept.
 FIT_BYTES_PER_CELL = 8 + 8 + 4
+# Up to this many runs of consecutive active items, scores are placed by slices.
+MAX_COPIED_RUNS = 64
 
 
 def fit_memory_bytes(n_items: int) -> int:
@@ -68,25 +70,53 @@ class EASERecommender(BaseRecommender):
         weights[np.diag_indices(n_active)] = 0.0
         self.active_items_ = active.astype(np.int64)
         self.weights_ = weights.astype(np.float32)
+        self._derive()
+
+    def _derive(self) -> None:
+        """Lookups computed from ``active_items_`` (never saved): each item's position
+        among the active items (-1: inactive), and the runs of consecutive active items,
+        as (first item, first position, length)."""
+        active = self.active_items_
+        self._position = np.full(self.n_items_, -1, dtype=np.int64)
+        self._position[active] = np.arange(len(active))
+        if len(active) == 0:
+            self._runs = []
+            return
+        starts = np.r_[0, np.flatnonzero(np.diff(active) != 1) + 1]
+        lengths = np.diff(np.r_[starts, len(active)])
+        self._runs = [
+            (int(active[s]), int(s), int(n)) for s, n in zip(starts, lengths, strict=True)
+        ]
 
     def _score_rows(self, histories: csr_matrix, users: np.ndarray | None) -> np.ndarray:
-        scores = np.zeros((histories.shape[0], self.n_items_), dtype=np.float32)
+        n_rows = histories.shape[0]
+        if len(self._runs) == 1 and len(self.active_items_) == self.n_items_:
+            return np.asarray(histories @ self.weights_, dtype=np.float32)
+        scores = np.zeros((n_rows, self.n_items_), dtype=np.float32)
         if len(self.active_items_):
-            scores[:, self.active_items_] = self._active_columns(histories) @ self.weights_
+            product = self._active_columns(histories) @ self.weights_
+            if len(self._runs) > MAX_COPIED_RUNS:
+                scores[:, self.active_items_] = product
+            else:
+                # A few slice copies: scattering every column by an index array cost
+                # more than the product itself for short histories.
+                for item, position, length in self._runs:
+                    scores[:, item : item + length] = product[:, position : position + length]
         return scores
 
     def _active_columns(self, histories: csr_matrix) -> csr_matrix:
         """``histories[:, active_items_]``, by renumbering the stored entries' columns
         (scipy's column indexing costs more than the product for short histories)."""
-        position = np.full(self.n_items_, -1, dtype=np.int64)
-        position[self.active_items_] = np.arange(len(self.active_items_))
-        columns = position[histories.indices]
+        columns = self._position[histories.indices]
         keep = columns >= 0
-        indptr = np.r_[0, np.cumsum(keep)][histories.indptr]
-        return csr_matrix(
+        indptr = histories.indptr if keep.all() else np.r_[0, np.cumsum(keep)][histories.indptr]
+        matrix = csr_matrix(
             (histories.data[keep], columns[keep], indptr),
             shape=(histories.shape[0], len(self.active_items_)),
         )
+        # Positions grow with item indices, so sorted columns stay sorted.
+        matrix.has_sorted_indices = histories.has_sorted_indices
+        return matrix
 
     def _state(self) -> dict[str, np.ndarray]:
         return {"active_items_": self.active_items_, "weights_": self.weights_}
@@ -102,3 +132,4 @@ class EASERecommender(BaseRecommender):
             )
         self.active_items_ = active
         self.weights_ = weights
+        self._derive()
