@@ -309,3 +309,17 @@ def test_no_user_with_two_interactions_is_not_applicable() -> None:
 def test_bad_parameters_are_configuration_errors(data: Dataset, param: str, value) -> None:
     with pytest.raises(ConfigurationError, match=param):
         TwoTowerRecommender(**{**FAST, param: value}).fit(data)
+
+
+def test_numpy_user_tower_matches_the_torch_tower(data: Dataset, model) -> None:
+    # Serving runs the user tower in numpy; it must be the network the torch code trained.
+    histories, users = segment_rows(data, 1)
+    pooled = np.asarray(histories @ model.item_embeddings_, dtype=np.float32)
+    pooled /= np.asarray(histories.sum(axis=1), dtype=np.float32)
+    codes = model.user_attributes_[users].astype(np.int64)
+    with torch.no_grad():
+        expected = model.net_.users(torch.from_numpy(pooled), torch.from_numpy(codes)).numpy()
+    got = model._user_tower()(pooled, codes)
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    assert model.user_attributes_.shape[1] > 0  # the attribute tables took part

@@ -242,7 +242,6 @@ class TwoTowerRecommender(BaseRecommender):
         return users
 
     def _user_vectors(self, histories: csr_matrix, users: np.ndarray | None) -> np.ndarray:
-        torch, _ = _torch_modules()
         pooled = np.asarray(histories @ self.item_embeddings_, dtype=np.float32)
         mass = np.asarray(abs(histories).sum(axis=1), dtype=np.float32).reshape(-1, 1)
         pooled /= np.maximum(mass, np.float32(1e-6))
@@ -250,9 +249,16 @@ class TwoTowerRecommender(BaseRecommender):
         if users is not None and codes.shape[1]:
             known = users >= 0
             codes[known] = self.user_attributes_[users[known]]
-        with torch.no_grad():
-            vectors = self.net_.users(torch.from_numpy(pooled), torch.from_numpy(codes))
-        return np.ascontiguousarray(vectors.numpy(), dtype=np.float32)
+        return self._user_tower()(pooled, codes)
+
+    def _user_tower(self) -> Any:
+        """The user tower of ``net_`` as numpy arrays, built once per network."""
+        cached = getattr(self, "_user_tower_arrays", None)
+        if cached is None or cached[0] is not self.net_:
+            _, net_module = _torch_modules()
+            cached = (self.net_, net_module.UserTowerArrays.of(self.net_.users))
+            self._user_tower_arrays = cached
+        return cached[1]
 
     def _score_rows(self, histories: csr_matrix, users: np.ndarray | None) -> np.ndarray:
         return self._user_vectors(histories, users) @ self.item_embeddings_.T
