@@ -271,15 +271,20 @@ class CandidateGenerator:
         recent = histories.recent_stack(lengths)
         users = np.tile(histories.users, len(lengths))
         n_rows = histories.n_rows
+        blocked_stack = np.tile(blocked, (len(lengths), 1))
+        # Pair k of block b is row b * n_rows + rows[k] of the stacked scores.
+        stacked_rows = (np.arange(len(lengths))[:, None] * n_rows + rows).ravel()
+        stacked_items = np.tile(items, len(lengths))
         for name in self.recent_sources:
             stacked = dense_scores(self.sources[name], recent, users)
+            np.copyto(stacked, -np.inf, where=blocked_stack | np.isnan(stacked))
+            values = stacked[stacked_rows, stacked_items].astype(np.float64)
+            values[~np.isfinite(values)] = np.nan
+            gaps = values - _row_best(stacked)[stacked_rows]
             for k, length in enumerate(lengths):
-                scores = stacked[k * n_rows : (k + 1) * n_rows]
-                np.copyto(scores, -np.inf, where=blocked | np.isnan(scores))
-                values = scores[rows, items].astype(np.float64)
-                values[~np.isfinite(values)] = np.nan
-                columns[f"{name}_last{length}"] = values
-                columns[f"{name}_last{length}_gap"] = values - _row_best(scores)[rows]
+                pairs = slice(k * len(rows), (k + 1) * len(rows))
+                columns[f"{name}_last{length}"] = values[pairs]
+                columns[f"{name}_last{length}_gap"] = gaps[pairs]
         return columns
 
 

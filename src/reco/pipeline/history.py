@@ -266,16 +266,18 @@ class Histories:
         """:meth:`recent` of each of ``lengths``, one under the other (row ``j`` of the
         ``k``-th block is row ``j`` restricted to its ``lengths[k]`` latest items): a
         model scores every suffix in one call instead of one call each."""
-        parts = [self.recent(k) for k in lengths]
-        offsets = np.cumsum([0] + [p.nnz for p in parts[:-1]])
-        indptr = np.concatenate(
-            [np.zeros(1, dtype=self.matrix.indptr.dtype)]
-            + [p.indptr[1:] + offset for p, offset in zip(parts, offsets, strict=True)]
-        )
-        shape = (self.n_rows * len(parts), self.n_items)
-        data = np.concatenate([p.data for p in parts])
-        indices = np.concatenate([p.indices for p in parts])
-        return _csr(data, indices, indptr.astype(self.matrix.indptr.dtype), shape)
+        matrix = self.matrix
+        nonzero = matrix.data != 0
+        # One mask per length over the stored entries; blocks follow each other, and
+        # inside a block the entries keep their row-major, sorted-column order.
+        keep = np.concatenate([(self.recency.data < k) & nonzero for k in lengths])
+        entry_rows = np.repeat(np.arange(self.n_rows), np.diff(matrix.indptr))
+        block_rows = (np.arange(len(lengths))[:, None] * self.n_rows + entry_rows).ravel()
+        counts = np.bincount(block_rows[keep], minlength=self.n_rows * len(lengths))
+        indptr = np.r_[0, np.cumsum(counts)].astype(matrix.indptr.dtype)
+        data = np.tile(matrix.data, len(lengths))[keep]
+        indices = np.tile(matrix.indices, len(lengths))[keep]
+        return _csr(data, indices, indptr, (self.n_rows * len(lengths), self.n_items))
 
     def take(self, rows: np.ndarray) -> Histories:
         """The given rows, in that order."""
