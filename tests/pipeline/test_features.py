@@ -45,8 +45,8 @@ def test_item_counts_only_look_back_from_the_request():
     a = data.items.index_of("a")
     items = np.array([a, a, a, a, a])
     times = np.array([-1.0, 10 * DAY, 15 * DAY, 18 * DAY, np.nan])
-    assert clock.counts_up_to(items, times).tolist() == [0, 2, 2, 2, 3]
     features = item_features(clock, items, times, [7.0])
+    assert features["item_count"].tolist() == [0, 2, 2, 2, 3]
     # Interactions of a: days 0, 10, 20; a 7-day window ending on day 15 holds day 10.
     assert features["item_count_7d"][1:4].tolist() == [1, 1, 0]
     assert np.isnan(features["item_age_days"][0])  # nothing yet at that time

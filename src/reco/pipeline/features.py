@@ -95,43 +95,40 @@ class ItemClock:
         offset = np.clip(np.floor(times) - self.t_min + 1, 0, self.span - 1)
         return items.astype(np.int64) * self.span + offset.astype(np.int64)
 
-    def counts_up_to(self, items: np.ndarray, times: np.ndarray) -> np.ndarray:
-        """Interactions of ``items[k]`` at or before ``times[k]`` (NaN time: all)."""
-        total = self.catalog.counts[items].astype(np.float64)
-        if not self.timed:
-            return total
-        known = ~np.isnan(times)
-        out = total.copy()
-        starts = self.catalog.time_indptr[items[known]]
-        ends = np.searchsorted(self.keys, self._key(items[known], times[known]), side="right")
-        out[known] = ends - starts
+    def item_features(
+        self, items: np.ndarray, times: np.ndarray, windows_days: Sequence[float]
+    ) -> dict[str, np.ndarray]:
+        """Interactions of ``items[k]`` at or before ``times[k]`` (NaN time: all time),
+        in each window of days before it, and the days since the first and the latest
+        of them (NaN: none, or time unknown)."""
+        n = len(items)
+        out = {"item_count": self.catalog.counts[items].astype(np.float64)}
+        first = np.full(n, np.nan)
+        last = np.full(n, np.nan)
+        windows = [np.full(n, np.nan) for _ in windows_days]
+        if self.timed:
+            known = np.flatnonzero(~np.isnan(times))
+            known_items, known_times = items[known], times[known]
+            starts = self.catalog.time_indptr[known_items]
+            # One search for the request times and one for every window's start.
+            ends = np.searchsorted(self.keys, self._key(known_items, known_times), side="right")
+            out["item_count"][known] = ends - starts
+            since = np.concatenate(
+                [known_times - days * SECONDS_PER_DAY for days in windows_days] or [known_times[:0]]
+            )
+            lower = np.searchsorted(
+                self.keys, self._key(np.tile(known_items, len(windows_days)), since), side="right"
+            ).reshape(len(windows_days), len(known))
+            for window, low in zip(windows, lower, strict=True):
+                window[known] = ends - low
+            some = ends > starts
+            first[known[some]] = self.catalog.times[starts[some]]
+            last[known[some]] = self.catalog.times[ends[some] - 1]
+        out["item_age_days"] = (times - first) / SECONDS_PER_DAY
+        out["item_idle_days"] = (times - last) / SECONDS_PER_DAY
+        for days, window in zip(windows_days, windows, strict=True):
+            out[window_name(days)] = window
         return out
-
-    def counts_between(self, items: np.ndarray, since: np.ndarray, until: np.ndarray) -> np.ndarray:
-        """Interactions of ``items[k]`` in ``(since[k], until[k]]`` (NaN when unknown)."""
-        out = np.full(len(items), np.nan)
-        if not self.timed:
-            return out
-        known = ~(np.isnan(since) | np.isnan(until))
-        upper = np.searchsorted(self.keys, self._key(items[known], until[known]), side="right")
-        lower = np.searchsorted(self.keys, self._key(items[known], since[known]), side="right")
-        out[known] = upper - lower
-        return out
-
-    def first_last(self, items: np.ndarray, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Times of the first and the latest interaction at or before ``times`` (NaN: none)."""
-        first = np.full(len(items), np.nan)
-        last = np.full(len(items), np.nan)
-        if not self.timed:
-            return first, last
-        known = ~np.isnan(times)
-        starts = self.catalog.time_indptr[items[known]]
-        ends = np.searchsorted(self.keys, self._key(items[known], times[known]), side="right")
-        some = ends > starts
-        idx = np.flatnonzero(known)[some]
-        first[idx] = self.catalog.times[starts[some]]
-        last[idx] = self.catalog.times[ends[some] - 1]
-        return first, last
 
 
 def item_features(
@@ -141,13 +138,7 @@ def item_features(
     windows_days: Sequence[float],
 ) -> dict[str, np.ndarray]:
     """Popularity (all-time and per window), age and idleness of ``items[k]`` at ``times[k]``."""
-    out = {"item_count": clock.counts_up_to(items, times)}
-    first, last = clock.first_last(items, times)
-    out["item_age_days"] = (times - first) / SECONDS_PER_DAY
-    out["item_idle_days"] = (times - last) / SECONDS_PER_DAY
-    for days in windows_days:
-        out[window_name(days)] = clock.counts_between(items, times - days * SECONDS_PER_DAY, times)
-    return out
+    return clock.item_features(items, times, windows_days)
 
 
 def user_features(
