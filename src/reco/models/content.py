@@ -178,7 +178,11 @@ class ContentRecommender(BaseRecommender):
         """Weighted sums of the history items' vectors and their L2 norms."""
         profiles = histories @ self.item_vectors_
         if isinstance(profiles, csr_matrix):
-            norms = np.sqrt(np.asarray(profiles.multiply(profiles).sum(axis=1)).ravel())
+            # Sums of squares over each row's stored entries (scipy's elementwise
+            # product and row sums cost more than the product for a few rows).
+            entry_rows = np.repeat(np.arange(profiles.shape[0]), np.diff(profiles.indptr))
+            squares = np.square(profiles.data, dtype=np.float64)
+            norms = np.sqrt(np.bincount(entry_rows, weights=squares, minlength=profiles.shape[0]))
         else:
             profiles = np.asarray(profiles, dtype=np.float32)
             norms = np.linalg.norm(profiles, axis=1)
@@ -193,7 +197,8 @@ class ContentRecommender(BaseRecommender):
             step = max(1, PROFILE_BLOCK_CELLS // max(1, profiles.shape[1]))
             for start in range(0, n_rows, step):
                 stop = min(start + step, n_rows)
-                dense = profiles[start:stop].toarray()
+                block = profiles if step >= n_rows else profiles[start:stop]
+                dense = block.toarray()
                 # Sparse items x features times dense features x rows: each score is one
                 # sparse dot product, the same whatever the batch (exact row answers).
                 scores[start:stop] = (self.item_vectors_ @ dense.T).T
