@@ -19,7 +19,7 @@ from reco.store.entities import (
     unavailable_items,
     user_state,
 )
-from reco.store.events import events_since
+from reco.store.events import events_since, read_user_for_answer, watermark
 
 # Odd but legal ids: each must round-trip unchanged, never reach SQL as text.
 AWKWARD_IDS = [
@@ -43,6 +43,25 @@ def test_a_user_round_trips_and_a_put_replaces_the_attributes(store):
     assert second["updated_at"] > first["updated_at"]
     assert get_user(store, "u1") == second
     assert get_user(store, "nobody") is None
+
+
+def test_an_answer_reads_attributes_deletion_and_newer_events_at_once(store, frames_of):
+    users = pd.DataFrame({"user_id": ["u1", "u2"], "device": ["ios", "web"]})
+    ingest(store, frames_of([("u1", "i1", 1), ("u2", "i1", 2)], users=users), source="seed")
+    mark = watermark(store)
+    ingest(store, frames_of([("u1", "i2", 3), ("u1", "i3", 4), ("u2", "i2", 5)]), source="new")
+
+    read = read_user_for_answer(store, "u1", mark)
+    assert (read.attributes, read.deleted) == ({"device": "ios"}, False)
+    assert read.events["item_id"].tolist() == ["i2", "i3"]  # after the mark, in id order
+    assert read_user_for_answer(store, "u1", watermark(store)).events is None
+    nobody = read_user_for_answer(store, "nobody", 0)
+    assert (nobody.attributes, nobody.deleted, nobody.events) == ({}, False, None)
+    delete_user(store, "u2")
+    gone = read_user_for_answer(store, "u2", 0)
+    assert (gone.attributes, gone.deleted, gone.events) == ({}, True, None)
+    with pytest.raises(ValidationError, match="U\\+0009"):
+        read_user_for_answer(store, "tab\there", 0)
 
 
 def test_deleting_a_user_forgets_them_and_their_interactions(store, frames_of):

@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, exists, false, or_, select, update
+from sqlalchemy import Connection, Engine, bindparam, delete, exists, false, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -38,6 +38,7 @@ __all__ = [
     "put_user",
     "unavailable_items",
     "user_state",
+    "user_state_on",
 ]
 
 # Ids may not hold control characters (C0, DEL, C1) nor unpaired surrogates, which
@@ -248,13 +249,22 @@ def get_user(engine: Engine, user_id: str) -> dict | None:
     return None if row is None else _user_dict(row)
 
 
+_USER_STATE = select(users.c.attributes, users.c.deleted_at).where(
+    users.c.user_id == bindparam("user_id")
+)
+
+
 def user_state(engine: Engine, user_id: str) -> tuple[dict[str, Any], bool]:
     """What serving a user needs from the store, in one query: their stored attributes
     (empty when none) and whether they were deleted (tombstoned)."""
-    user_id = _checked_id(user_id, "user_id", "user")
-    query = select(users.c.attributes, users.c.deleted_at).where(users.c.user_id == user_id)
     with engine.connect() as connection:
-        row = connection.execute(query).one_or_none()
+        return user_state_on(connection, user_id)
+
+
+def user_state_on(connection: Connection, user_id: str) -> tuple[dict[str, Any], bool]:
+    """:func:`user_state` on an open connection (to share it with other reads)."""
+    user_id = _checked_id(user_id, "user_id", "user")
+    row = connection.execute(_USER_STATE, {"user_id": user_id}).one_or_none()
     if row is None:
         return {}, False
     if row.deleted_at is not None:

@@ -25,14 +25,14 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, bindparam, select
+from sqlalchemy import Connection, Engine, bindparam, select
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 
 from reco.data import schema
 from reco.data.schema import Frames
 from reco.errors import RecoError, ValidationError
 from reco.store.db import redacted, write_transaction, writer_lock
-from reco.store.entities import _shown, id_problem
+from reco.store.entities import _shown, id_problem, user_state_on
 from reco.store.prepare import FEW_ROWS, EventRows, event_rows
 from reco.store.repository import ingest, insert_event_rows, read_watermark
 from reco.store.tables import MAX_ID_LENGTH, interactions
@@ -62,18 +62,28 @@ _LATEST_TIMESTAMP = 32_503_680_000
 # Users per events_since statement: bounded IN lists, well under every backend's limit.
 _USERS_PER_QUERY = 500
 
+_EVENT_COLUMNS = (
+    interactions.c.id,
+    interactions.c.user_id,
+    interactions.c.item_id,
+    interactions.c.timestamp,
+    interactions.c.value,
+    interactions.c.event_type,
+    interactions.c.event_id,
+)
 _SINCE = (
-    select(
-        interactions.c.id,
-        interactions.c.user_id,
-        interactions.c.item_id,
-        interactions.c.timestamp,
-        interactions.c.value,
-        interactions.c.event_type,
-        interactions.c.event_id,
-    )
+    select(*_EVENT_COLUMNS)
     .where(
         interactions.c.user_id.in_(bindparam("user_ids", expanding=True)),
+        interactions.c.id > bindparam("after_id"),
+    )
+    .order_by(interactions.c.id)
+)
+# One user's: a plain parameter compiles once, an expanding list on every call.
+_USER_SINCE = (
+    select(*_EVENT_COLUMNS)
+    .where(
+        interactions.c.user_id == bindparam("user_id"),
         interactions.c.id > bindparam("after_id"),
     )
     .order_by(interactions.c.id)
@@ -513,7 +523,37 @@ def events_since(engine: Engine, user_ids: Sequence[str], after_id: int) -> pd.D
 def user_events_since(engine: Engine, user_id: str, after_id: int) -> pd.DataFrame | None:
     """One user's interactions stored after ``after_id`` (see :func:`events_since`);
     None when there are none, the common case when answering: no frame is built."""
-    return _events_since_or_none(engine, [user_id], after_id)
+    if id_problem(user_id) is not None:
+        return None
+    with engine.connect() as connection:
+        return _user_events_on(connection, user_id, after_id)
+
+
+@dataclass(frozen=True)
+class UserRead:
+    """What answering a user reads from the store: their attributes (empty when none),
+    whether they were deleted, and their events after a given id (None: none)."""
+
+    attributes: dict[str, Any]
+    deleted: bool
+    events: pd.DataFrame | None
+
+
+def read_user_for_answer(engine: Engine, user_id: str, events_after: int) -> UserRead:
+    """:func:`reco.store.entities.user_state` and :func:`user_events_since` in one
+    connection and transaction (one read snapshot; ValidationError for an id that
+    cannot be stored, as user_state)."""
+    with engine.connect() as connection:
+        attributes, deleted = user_state_on(connection, user_id)
+        events = _user_events_on(connection, user_id, events_after)
+    return UserRead(attributes, deleted, events)
+
+
+def _user_events_on(connection: Connection, user_id: str, after_id: int) -> pd.DataFrame | None:
+    rows = connection.execute(
+        _USER_SINCE, {"user_id": str(user_id), "after_id": int(after_id)}
+    ).all()
+    return _stored_frame(rows) if rows else None
 
 
 def _events_since_or_none(
@@ -531,6 +571,11 @@ def _events_since_or_none(
         return None
     if len(wanted) > _USERS_PER_QUERY:
         rows.sort(key=lambda row: row[0])
+    return _stored_frame(rows)
+
+
+def _stored_frame(rows: Sequence[Any]) -> pd.DataFrame:
+    """The canonical frame of rows selected with ``_EVENT_COLUMNS``, in their order."""
     _ids, users, items, stamps, values, types, event_ids = zip(*rows, strict=True)
     missing = np.fromiter((s is None for s in stamps), dtype=bool, count=len(rows))
     return _canonical(
