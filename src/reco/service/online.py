@@ -62,6 +62,19 @@ class RecentEvents:
     dislikes: frozenset[str]
 
 
+@dataclass(frozen=True)
+class HeldEvents:
+    """A user's events after the model's snapshot as the online features hold them:
+    ``applied`` (None: none), their dislikes, and ``store_after``, the id after which
+    the store holds the rest. ``truncated``: the features may miss some of them (or
+    hold none), so the store's events after the snapshot replace ``applied``."""
+
+    applied: pd.DataFrame | None
+    dislikes: frozenset[str]
+    store_after: int
+    truncated: bool
+
+
 class OnlineView:
     """The request side of the event path for one worker (see the module doc).
 
@@ -87,32 +100,46 @@ class OnlineView:
     def recent_events(self, engine: Engine, user_id: str, watermark: int) -> RecentEvents:
         """``user_id``'s events stored (in ``engine``) after ``watermark``, in id order,
         and the items they disliked."""
-        online = self._online(user_id)
-        if online is None:
-            return self._from_store(engine, user_id, watermark)
-        entries, dislikes, through = online
-        truncated = len(entries) >= self.config.history_length and entries[0].event_id > watermark
-        if truncated:
-            stored = self._from_store(engine, user_id, watermark)
-            return RecentEvents(stored.frame, stored.dislikes | dislikes)
-        after = max(watermark, through)
-        applied = [e for e in entries if watermark < e.event_id <= after]
+        from reco.store.events import user_events_since
+
+        held = self.held_events(user_id, watermark)
         try:
-            tail = self._events_since(engine, user_id, after)
+            tail, store_read = user_events_since(engine, user_id, held.store_after), True
         except Exception as exc:
             if not is_store_outage(exc):
                 raise
             log.warning("store unreachable; %s is served from the online history", user_id)
-            tail = None
+            tail, store_read = None, False
+        return self.combine(held, tail, store_read=store_read)
+
+    def held_events(self, user_id: str, watermark: int) -> HeldEvents:
+        """What the online features hold of ``user_id``'s events after ``watermark``,
+        and from which id on the store must be read for the rest (no store query)."""
+        online = self._online(user_id)
+        if online is None:
+            return HeldEvents(None, frozenset(), watermark, truncated=True)
+        entries, dislikes, through = online
+        truncated = len(entries) >= self.config.history_length and entries[0].event_id > watermark
+        after = watermark if truncated else max(watermark, through)
+        applied = [e for e in entries if watermark < e.event_id <= max(watermark, through)]
         # Most users have no event since the snapshot: no frame is built for them.
-        frames = [history_frame([user_id], [applied])] if applied else []
-        if tail is not None:
-            frames.append(tail)
-            dislikes = dislikes | self._dislikes_in(tail)
-        frame = None
-        if frames:
-            frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
-        return RecentEvents(frame, frozenset(dislikes))
+        frame = history_frame([user_id], [applied]) if applied else None
+        return HeldEvents(frame, dislikes, after, truncated=truncated)
+
+    def combine(
+        self, held: HeldEvents, tail: pd.DataFrame | None, *, store_read: bool
+    ) -> RecentEvents:
+        """The events after the snapshot from what the features hold and the store's
+        ``tail`` (its events after ``held.store_after``; ``store_read`` False when the
+        store could not be read: the held events alone serve)."""
+        if not store_read:
+            return RecentEvents(held.applied, held.dislikes)
+        dislikes = held.dislikes | self._dislikes_in(tail)
+        if held.truncated or held.applied is None:
+            return RecentEvents(tail, frozenset(dislikes))
+        if tail is None:
+            return RecentEvents(held.applied, frozenset(dislikes))
+        return RecentEvents(pd.concat([held.applied, tail], ignore_index=True), frozenset(dislikes))
 
     def _online(self, user_id: str) -> tuple[list[HistoryEntry], frozenset[str], int] | None:
         runtime = self.runtime
@@ -126,16 +153,6 @@ class OnlineView:
             log.warning("online features unreadable (%s); history from the store", exc)
             return None
         return entries, dislikes, through
-
-    def _from_store(self, engine: Engine, user_id: str, watermark: int) -> RecentEvents:
-        frame = self._events_since(engine, user_id, watermark)
-        return RecentEvents(frame, frozenset(self._dislikes_in(frame)))
-
-    @staticmethod
-    def _events_since(engine: Engine, user_id: str, after: int) -> pd.DataFrame | None:
-        from reco.store.events import user_events_since
-
-        return user_events_since(engine, user_id, after)
 
     def _dislikes_in(self, frame: pd.DataFrame | None) -> set[str]:
         if frame is None:

@@ -17,6 +17,7 @@ model version), with a fresh ``recommendation_id`` spliced into each response.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 import time
@@ -43,6 +44,8 @@ from reco.service.new_item_answers import (
 from reco.service.online import OnlineView, is_store_outage
 from reco.service.schemas import SessionEvent, SessionRequest
 from reco.service.state import ServiceState
+
+log = logging.getLogger(__name__)
 
 DEFAULT_N = 10
 # How long this worker remembers that it changed a user (longer than any request).
@@ -183,22 +186,27 @@ def user_history(state: ServiceState, model: LoadedModel, user_id: str) -> UserN
     model's snapshot. With the store unreachable: no attributes, not deleted, and the
     events the online features hold.
     """
-    from reco.store.entities import user_state
+    from reco.store.events import read_user_for_answer
 
     pipeline = model.pipeline
+    online = state.online or OnlineView(state.settings.events, None)
+    held = online.held_events(user_id, model.watermark)
     try:
-        stored, deleted = user_state(state.engine, user_id)
+        # The user's row and their events the features do not hold: one store round.
+        read = read_user_for_answer(state.engine, user_id, held.store_after)
     except Exception as exc:
         if not is_store_outage(exc):
             raise
-        stored, deleted = {}, False
-    attributes = _scalar_attributes(stored)
-    if deleted:
+        log.warning("store unreachable; %s is served from the online history", user_id)
+        read = None
+    attributes = {} if read is None else _scalar_attributes(read.attributes)
+    if read is not None and read.deleted:
         base = Histories.empty(1, len(pipeline.items), users=np.array([-1]))
     else:
         base = pipeline.histories_for([user_id])
-    online = state.online or OnlineView(state.settings.events, None)
-    recent = online.recent_events(state.engine, user_id, model.watermark)
+    recent = online.combine(
+        held, None if read is None else read.events, store_read=read is not None
+    )
     return UserNow(
         _add_events(pipeline, base, recent.frame), attributes, recent.dislikes, recent.frame
     )
