@@ -13,6 +13,7 @@ uvicorn as a factory (``reco.service.app:create_app``).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -24,6 +25,7 @@ from starlette.concurrency import run_in_threadpool
 
 import reco
 from reco.config import Settings
+from reco.service.balance import balance_for
 from reco.service.catalog_state import CatalogState
 from reco.service.errors import install_handlers
 from reco.service.metrics import ServiceMetrics
@@ -64,6 +66,7 @@ def create_app(
     """
     settings = settings or Settings()
     metrics = ServiceMetrics()
+    balance = balance_for(settings.service.workers)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -75,9 +78,13 @@ def create_app(
             watcher.start()
         if state.events is not None:
             state.events.start()
+        balancing = None if balance is None else asyncio.create_task(balance.keep_fresh())
         try:
             yield
         finally:
+            if balancing is not None:
+                balancing.cancel()
+                balance.close()
             await run_in_threadpool(state.close)
             metrics.worker_exited()
 
@@ -101,7 +108,10 @@ def create_app(
         )
     # Added last, so outermost: it sees (and logs) every request, CORS preflights too.
     app.add_middleware(
-        ServiceMiddleware, metrics=metrics, max_body_bytes=settings.service.max_body_bytes
+        ServiceMiddleware,
+        metrics=metrics,
+        max_body_bytes=settings.service.max_body_bytes,
+        balance=balance,
     )
     _document_problems(app)
     return app

@@ -2,6 +2,8 @@
 
 * request id: ``X-Request-ID`` when the caller sends a sane one, else a new one;
   echoed on the answer and in every log line;
+* connection balance: with several workers, a worker holding more active
+  connections than the others closes one now and then (:mod:`reco.service.balance`);
 * request body limit: 413 when ``Content-Length`` or the streamed size passes
   ``max_body_bytes``, before anything reads the body;
 * the access log line and the latency / request metrics, labelled by route template;
@@ -19,6 +21,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from reco.service.balance import ConnectionBalance
 from reco.service.errors import PROBLEM_JSON, Problem, problem_body
 from reco.service.logs import log_request, redact
 from reco.service.metrics import ServiceMetrics
@@ -33,10 +36,18 @@ UNMATCHED = "unmatched"
 class ServiceMiddleware:
     """Request ids, body limit, access log, metrics and the last-resort 500."""
 
-    def __init__(self, app: ASGIApp, *, metrics: ServiceMetrics, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        metrics: ServiceMetrics,
+        max_body_bytes: int,
+        balance: ConnectionBalance | None = None,
+    ) -> None:
         self.app = app
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
+        self.balance = balance
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Handle one ASGI call."""
@@ -48,6 +59,7 @@ class ServiceMiddleware:
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
         header = (b"x-request-id", request_id.encode())
+        balance = self.balance
         status = 500
         response_started = False
 
@@ -57,6 +69,9 @@ class ServiceMiddleware:
                 status = message["status"]
                 response_started = True
                 message["headers"] = [*message.get("headers", []), header]
+                client = scope.get("client")
+                if balance is not None and client and balance.should_close(tuple(client)):
+                    message["headers"].append((b"connection", b"close"))
             await send(message)
 
         try:

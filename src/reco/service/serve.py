@@ -4,7 +4,8 @@ Secure by default: the service refuses to start when it would listen beyond loop
 with auth disabled, or with no active API key to authenticate anyone. Every worker
 scores with one BLAS / OpenMP thread (many small products: threads only fight over
 the cores), and with several workers Prometheus metrics go through a fresh shared
-folder so that ``/metrics`` adds up every worker.
+folder so that ``/metrics`` adds up every worker, and another holds the workers'
+connection counts (:mod:`reco.service.balance`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import tempfile
 from dataclasses import dataclass
 
 from reco.config import Settings
+from reco.service.balance import BALANCE_DIR_ENV
 from reco.service.logs import log_config
 from reco.service.metrics import MULTIPROC_ENV
 
@@ -109,10 +111,12 @@ def run(settings: Settings) -> None:
 
     service = settings.service
     single_threaded_math()
-    metrics_dir = None
+    metrics_dir = balance_dir = None
     if service.workers > 1:
         metrics_dir = tempfile.mkdtemp(prefix="reco-metrics-")
         os.environ[MULTIPROC_ENV] = metrics_dir
+        balance_dir = tempfile.mkdtemp(prefix="reco-balance-")
+        os.environ[BALANCE_DIR_ENV] = balance_dir
     # The workers read their settings from the environment: hand the overrides on.
     os.environ["RECO_SERVICE__HOST"] = service.host
     os.environ["RECO_SERVICE__PORT"] = str(service.port)
@@ -130,5 +134,6 @@ def run(settings: Settings) -> None:
             timeout_graceful_shutdown=10,
         )
     finally:
-        if metrics_dir is not None:
-            shutil.rmtree(metrics_dir, ignore_errors=True)
+        for folder in (metrics_dir, balance_dir):
+            if folder is not None:
+                shutil.rmtree(folder, ignore_errors=True)
