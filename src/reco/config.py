@@ -193,6 +193,13 @@ class ServiceConfig(BaseModel):
     reload_check_seconds: float = Field(
         1.0, gt=0, description="How often a worker looks for a newly promoted model."
     )
+    balance_connections: bool = Field(
+        True,
+        description=(
+            "With several workers, a worker holding more active keep-alive connections "
+            "than the others closes one now and then, so that they even out."
+        ),
+    )
     compile_ranker: bool = Field(
         True,
         description=(

@@ -93,3 +93,17 @@ def test_the_middleware_answers_connection_close_when_the_worker_is_busier(pair)
     assert b"connection" not in first
     assert second[b"connection"] == b"close"  # two more active than the idle worker
     assert b"x-request-id" in second
+
+
+def test_only_a_multi_worker_serve_balances(tmp_path, monkeypatch):
+    from reco.service.balance import BALANCE_DIR_ENV, balance_for
+
+    monkeypatch.delenv(BALANCE_DIR_ENV, raising=False)
+    assert balance_for(2) is None  # not started by `reco serve --workers N`
+    monkeypatch.setenv(BALANCE_DIR_ENV, str(tmp_path))
+    assert balance_for(1) is None
+    balance = balance_for(2)
+    try:
+        assert balance is not None and balance.slot == 0
+    finally:
+        balance.close()

@@ -66,7 +66,9 @@ def create_app(
     """
     settings = settings or Settings()
     metrics = ServiceMetrics()
-    balance = balance_for(settings.service.workers)
+    balance = (
+        balance_for(settings.service.workers) if settings.service.balance_connections else None
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
