@@ -91,44 +91,11 @@ class ItemClock:
         owners = np.repeat(np.arange(catalog.n_items, dtype=np.int64), per_item)
         self.keys = owners * self.span + (times - self.t_min + 1).astype(np.int64)
 
-    def _key(self, items: np.ndarray, times: np.ndarray) -> np.ndarray:
+    def key(self, items: np.ndarray, times: np.ndarray) -> np.ndarray:
+        """The search key of (``items[k]``, ``times[k]``): ``searchsorted(keys, key,
+        "right")`` is one past the item's last interaction at or before that time."""
         offset = np.clip(np.floor(times) - self.t_min + 1, 0, self.span - 1)
         return items.astype(np.int64) * self.span + offset.astype(np.int64)
-
-    def item_features(
-        self, items: np.ndarray, times: np.ndarray, windows_days: Sequence[float]
-    ) -> dict[str, np.ndarray]:
-        """Interactions of ``items[k]`` at or before ``times[k]`` (NaN time: all time),
-        in each window of days before it, and the days since the first and the latest
-        of them (NaN: none, or time unknown)."""
-        n = len(items)
-        out = {"item_count": self.catalog.counts[items].astype(np.float64)}
-        first = np.full(n, np.nan)
-        last = np.full(n, np.nan)
-        windows = [np.full(n, np.nan) for _ in windows_days]
-        if self.timed:
-            known = np.flatnonzero(~np.isnan(times))
-            known_items, known_times = items[known], times[known]
-            starts = self.catalog.time_indptr[known_items]
-            # One search for the request times and one for every window's start.
-            ends = np.searchsorted(self.keys, self._key(known_items, known_times), side="right")
-            out["item_count"][known] = ends - starts
-            since = np.concatenate(
-                [known_times - days * SECONDS_PER_DAY for days in windows_days] or [known_times[:0]]
-            )
-            lower = np.searchsorted(
-                self.keys, self._key(np.tile(known_items, len(windows_days)), since), side="right"
-            ).reshape(len(windows_days), len(known))
-            for window, low in zip(windows, lower, strict=True):
-                window[known] = ends - low
-            some = ends > starts
-            first[known[some]] = self.catalog.times[starts[some]]
-            last[known[some]] = self.catalog.times[ends[some] - 1]
-        out["item_age_days"] = (times - first) / SECONDS_PER_DAY
-        out["item_idle_days"] = (times - last) / SECONDS_PER_DAY
-        for days, window in zip(windows_days, windows, strict=True):
-            out[window_name(days)] = window
-        return out
 
 
 def item_features(
@@ -137,8 +104,35 @@ def item_features(
     times: np.ndarray,
     windows_days: Sequence[float],
 ) -> dict[str, np.ndarray]:
-    """Popularity (all-time and per window), age and idleness of ``items[k]`` at ``times[k]``."""
-    return clock.item_features(items, times, windows_days)
+    """Popularity (all-time and per window), age and idleness of ``items[k]`` at ``times[k]``:
+    interactions at or before the time (NaN time: all time), in each window of days
+    before it, and days since the first and the latest of them (NaN: none, or unknown)."""
+    n = len(items)
+    catalog = clock.catalog
+    out = {"item_count": catalog.counts[items].astype(np.float64)}
+    first = np.full(n, np.nan)
+    last = np.full(n, np.nan)
+    windows = np.full((len(windows_days), n), np.nan)
+    if clock.timed:
+        known = np.flatnonzero(~np.isnan(times))
+        known_items, known_times = items[known], times[known]
+        starts = catalog.time_indptr[known_items]
+        # One search for the request times and one for every window's start.
+        ends = np.searchsorted(clock.keys, clock.key(known_items, known_times), side="right")
+        out["item_count"][known] = ends - starts
+        since = known_times[None, :] - np.asarray(windows_days)[:, None] * SECONDS_PER_DAY
+        lower = np.searchsorted(
+            clock.keys, clock.key(np.tile(known_items, len(windows_days)), since.ravel()), "right"
+        )
+        windows[:, known] = ends - lower.reshape(since.shape)
+        some = ends > starts
+        first[known[some]] = catalog.times[starts[some]]
+        last[known[some]] = catalog.times[ends[some] - 1]
+    out["item_age_days"] = (times - first) / SECONDS_PER_DAY
+    out["item_idle_days"] = (times - last) / SECONDS_PER_DAY
+    for days, window in zip(windows_days, windows, strict=True):
+        out[window_name(days)] = window
+    return out
 
 
 def user_features(
