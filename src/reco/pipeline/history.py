@@ -256,17 +256,14 @@ class Histories:
 
     def recent(self, k: int) -> csr_matrix:
         """The matrix restricted to each row's ``k`` most recent items."""
-        # Entries of zero weight are left out, as scipy's eliminate_zeros would.
-        keep = (self.recency.data < k) & (self.matrix.data != 0)
-        kept = np.r_[0, np.cumsum(keep)]
-        indptr = kept[self.matrix.indptr]
-        return _csr(self.matrix.data[keep], self.matrix.indices[keep], indptr, self.matrix.shape)
+        return self.recent_stack([k])
 
     def recent_stack(self, lengths: Sequence[int]) -> csr_matrix:
         """:meth:`recent` of each of ``lengths``, one under the other (row ``j`` of the
         ``k``-th block is row ``j`` restricted to its ``lengths[k]`` latest items): a
         model scores every suffix in one call instead of one call each."""
         matrix = self.matrix
+        # Entries of zero weight are left out, as scipy's eliminate_zeros would.
         nonzero = matrix.data != 0
         # One mask per length over the stored entries; blocks follow each other, and
         # inside a block the entries keep their row-major, sorted-column order.
