@@ -89,10 +89,9 @@ class EASERecommender(BaseRecommender):
         ]
 
     def _score_rows(self, histories: csr_matrix, users: np.ndarray | None) -> np.ndarray:
-        n_rows = histories.shape[0]
-        if len(self._runs) == 1 and len(self.active_items_) == self.n_items_:
+        if len(self.active_items_) == self.n_items_:
             return np.asarray(histories @ self.weights_, dtype=np.float32)
-        scores = np.zeros((n_rows, self.n_items_), dtype=np.float32)
+        scores = np.zeros((histories.shape[0], self.n_items_), dtype=np.float32)
         if len(self.active_items_):
             product = self._active_columns(histories) @ self.weights_
             if len(self._runs) > MAX_COPIED_RUNS:
