@@ -319,7 +319,7 @@ def test_numpy_user_tower_matches_the_torch_tower(data: Dataset, model) -> None:
     codes = model.user_attributes_[users].astype(np.int64)
     with torch.no_grad():
         expected = model.net_.users(torch.from_numpy(pooled), torch.from_numpy(codes)).numpy()
-    got = model._user_tower()(pooled, codes)
+    got = model._user_tower(pooled, codes)
     assert got.dtype == np.float32
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
     assert model.user_attributes_.shape[1] > 0  # the attribute tables took part

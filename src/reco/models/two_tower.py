@@ -173,6 +173,7 @@ class TwoTowerRecommender(BaseRecommender):
             )
             embeddings = net_module.embed_catalogue(net, training, device)
         self.net_ = net.cpu()
+        self._user_tower = net_module.UserTowerArrays.of(self.net_.users)
         self.item_encoder_ = item_encoder
         self.user_specs_ = user_specs
         self.item_embeddings_ = embeddings
@@ -249,16 +250,7 @@ class TwoTowerRecommender(BaseRecommender):
         if users is not None and codes.shape[1]:
             known = users >= 0
             codes[known] = self.user_attributes_[users[known]]
-        return self._user_tower()(pooled, codes)
-
-    def _user_tower(self) -> Any:
-        """The user tower of ``net_`` as numpy arrays, built once per network."""
-        cached = getattr(self, "_user_tower_arrays", None)
-        if cached is None or cached[0] is not self.net_:
-            _, net_module = _torch_modules()
-            cached = (self.net_, net_module.UserTowerArrays.of(self.net_.users))
-            self._user_tower_arrays = cached
-        return cached[1]
+        return self._user_tower(pooled, codes)
 
     def _score_rows(self, histories: csr_matrix, users: np.ndarray | None) -> np.ndarray:
         return self._user_vectors(histories, users) @ self.item_embeddings_.T
@@ -377,6 +369,8 @@ class TwoTowerRecommender(BaseRecommender):
             net.load_state_dict(weights, strict=True)
             net.eval()
             model.net_ = net
+            # Serving runs the user tower in numpy (see UserTowerArrays); never saved.
+            model._user_tower = net_module.UserTowerArrays.of(net.users)
             model.item_encoder_ = ItemFeatureEncoder.from_json(features["item_features"])
             model.user_specs_ = user_specs
         except ArtifactError:
