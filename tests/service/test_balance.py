@@ -12,8 +12,8 @@ from reco.service.balance import STALE_SECONDS, ConnectionBalance
 @pytest.fixture()
 def pair(tmp_path):
     """Two workers' balances over one folder."""
-    first = ConnectionBalance(tmp_path, 2, window=1.0, close_every=0.2, margin=2)
-    second = ConnectionBalance(tmp_path, 2, window=1.0, close_every=0.2, margin=2)
+    first = ConnectionBalance(tmp_path, 2, window=1.0, close_every=0.2, margin=2).open()
+    second = ConnectionBalance(tmp_path, 2, window=1.0, close_every=0.2, margin=2).open()
     yield first, second
     first.close()
     second.close()
@@ -23,7 +23,7 @@ def test_each_worker_claims_its_own_slot_and_a_third_finds_none(tmp_path, pair):
     first, second = pair
     assert {first.slot, second.slot} == {0, 1}
     with pytest.raises(RuntimeError, match="every one of the 2 worker slots"):
-        ConnectionBalance(tmp_path, 2)
+        ConnectionBalance(tmp_path, 2).open()
 
 
 def test_the_busier_worker_closes_one_connection_at_a_time(pair):
@@ -102,7 +102,7 @@ def test_only_a_multi_worker_serve_balances(tmp_path, monkeypatch):
     assert balance_for(2) is None  # not started by `reco serve --workers N`
     monkeypatch.setenv(BALANCE_DIR_ENV, str(tmp_path))
     assert balance_for(1) is None
-    balance = balance_for(2)
+    balance = balance_for(2).open()
     try:
         assert balance is not None and balance.slot == 0
     finally:

@@ -80,7 +80,9 @@ def create_app(
             watcher.start()
         if state.events is not None:
             state.events.start()
-        balancing = None if balance is None else asyncio.create_task(balance.keep_fresh())
+        balancing = None
+        if balance is not None:
+            balancing = asyncio.create_task(balance.open().keep_fresh())
         try:
             yield
         finally:

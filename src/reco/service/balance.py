@@ -57,20 +57,30 @@ class ConnectionBalance:
         self.window = window
         self.close_every = close_every
         self.margin = margin
-        folder = Path(folder)
-        self._lock, self.slot = _claim_slot(folder, workers)
-        path = folder / SLOTS_FILE
-        with path.open("a+b") as handle:
-            if os.fstat(handle.fileno()).st_size < _SLOT.size * workers:
-                handle.truncate(_SLOT.size * workers)
-            self._slots = mmap.mmap(handle.fileno(), _SLOT.size * workers)
+        self.folder = Path(folder)
+        self.slot = -1
+        self._slots: mmap.mmap | None = None
+        self._lock = -1
         self._seen: dict[object, float] = {}
         self._last_close = 0.0
         self._last_prune = 0.0
 
+    def open(self) -> ConnectionBalance:
+        """Claim a slot in the shared file (the worker's start-up); returns ``self``."""
+        self._lock, self.slot = _claim_slot(self.folder, self.workers)
+        size = _SLOT.size * self.workers
+        with (self.folder / SLOTS_FILE).open("a+b") as handle:
+            if os.fstat(handle.fileno()).st_size < size:
+                handle.truncate(size)
+            self._slots = mmap.mmap(handle.fileno(), size)
+        return self
+
     def should_close(self, client: object, now: float | None = None) -> bool:
         """Note a request from ``client`` (its address); True when this worker should
-        close that connection after answering, to hand it to a less loaded worker."""
+        close that connection after answering, to hand it to a less loaded worker.
+        Always False before :meth:`open` (requests during start-up)."""
+        if self._slots is None:
+            return False
         now = time.time() if now is None else now
         self._seen[client] = now
         if now - self._last_prune >= self.window / 4:
@@ -100,8 +110,11 @@ class ConnectionBalance:
 
     def close(self) -> None:
         """Give the slot back (the lock goes with the process anyway)."""
+        if self._slots is None:
+            return
         self._write(0, 0.0)
         self._slots.close()
+        self._slots = None
         os.close(self._lock)
 
     def _prune(self, now: float) -> None:
@@ -111,7 +124,8 @@ class ConnectionBalance:
         self._write(len(self._seen), now)
 
     def _write(self, count: int, now: float) -> None:
-        _SLOT.pack_into(self._slots, self.slot * _SLOT.size, count, now)
+        if self._slots is not None:
+            _SLOT.pack_into(self._slots, self.slot * _SLOT.size, count, now)
 
     def _live_counts(self, now: float) -> list[int]:
         """Active connections of the other workers that wrote their slot recently."""
@@ -140,7 +154,7 @@ def _claim_slot(folder: Path, workers: int) -> tuple[int, int]:
 
 def balance_for(workers: int) -> ConnectionBalance | None:
     """This worker's balance when ``reco serve`` started several workers (its folder in
-    ``BALANCE_DIR_ENV``), else None."""
+    ``BALANCE_DIR_ENV``), else None; not opened yet."""
     folder = os.environ.get(BALANCE_DIR_ENV)
     if not folder or workers < 2:
         return None
