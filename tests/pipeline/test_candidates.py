@@ -24,6 +24,24 @@ def test_top_k_matches_the_models_top_n():
         assert ((a_items >= 0) == (b_items >= 0)).all()
 
 
+def test_top_k_is_the_full_sort_with_lower_index_first_on_ties():
+    rng = np.random.default_rng(1)
+    # Rounded scores tie often; a row of zeros with few positives puts the cut in a run.
+    scores = np.round(rng.random((30, 997)), 2).astype(np.float32)
+    scores[rng.random(scores.shape) < 0.3] = -np.inf
+    scores[5] = 0.0
+    scores[5, [3, 500, 900]] = 1.0
+    scores[6, 10:] = -np.inf
+    for k in (1, 7, 60, 996, 1200):
+        items, values = top_k(scores, k)
+        for row in range(scores.shape[0]):
+            finite = np.flatnonzero(np.isfinite(scores[row]))
+            expected = finite[np.lexsort((finite, -scores[row, finite]))][:k]
+            assert items[row, : len(expected)].tolist() == expected.tolist()
+            assert (items[row, len(expected) :] == -1).all()
+            np.testing.assert_array_equal(values[row, : len(expected)], scores[row, expected])
+
+
 def test_popularity_is_ranked_once_and_matches_scoring_every_row(fitted, everyone):
     generator = fitted.pipeline.generator
     rows = everyone.take(np.arange(60))
