@@ -68,8 +68,9 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     threshold = _cut_bound(scores, width)
     rows, cols = np.nonzero((scores >= threshold[:, None]) & np.isfinite(scores))
     values = scores[rows, cols]
-    # Row, then best first, then lower index: the first ``width`` of each row are its top.
-    order = np.lexsort((cols, -values, rows))
+    # Row, then best first; nonzero gives each row's columns ascending and lexsort is
+    # stable, so ties keep the lower index. The first ``width`` of each row are its top.
+    order = np.lexsort((-values, rows))
     rows, cols, values = rows[order], cols[order], values[order]
     starts = np.searchsorted(rows, np.arange(n_rows))
     slot = np.arange(len(rows)) - starts[rows]
