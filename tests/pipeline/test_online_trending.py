@@ -7,12 +7,19 @@ pipeline is untouched, and that the online counts reproduce the trained scores.
 
 from __future__ import annotations
 
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
+from reco.config import EventsConfig
 from reco.data.dataset import Dataset
 from reco.features import EventUpdate, MemoryOnlineFeatures
 from reco.pipeline.history import Histories
+from reco.service.online import OnlineView
 from reco.training.fit import PipelineFit
 
 
@@ -101,3 +108,65 @@ def test_bad_overrides_say_what_is_wrong(fitted: PipelineFit):
         pipeline.with_global_scores({"itemknn": np.zeros(len(pipeline.items))})
     with pytest.raises(ValueError, match="one value per item"):
         pipeline.with_global_scores({"trending": np.zeros(3)})
+
+
+class _SlowTrending(MemoryOnlineFeatures):
+    """Real memory features whose trending read waits until released, and counts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+        self.release = threading.Event()
+
+    def trending_scores(self, items, *, now=None):
+        self.reads += 1
+        assert self.release.wait(10), "the test never released the read"
+        return super().trending_scores(items, now=now)
+
+
+def test_one_request_refreshes_trending_while_the_others_keep_the_last_view(
+    fitted: PipelineFit,
+):
+    pipeline = fitted.pipeline
+    features = _SlowTrending()
+    item = str(pipeline.items.ids[0])
+    features.apply([EventUpdate(1, "ann", item, "view", time.time(), 1.0)])
+    # The view reads only the runtime's features.
+    view = OnlineView(EventsConfig(), SimpleNamespace(features=features))
+    view.trending_refresh_seconds = 0.0  # every call finds the last view expired
+    features.release.set()
+    first = view.pipeline(pipeline)
+    assert first is not pipeline and features.reads == 1
+
+    features.release.clear()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        refreshing = pool.submit(view.pipeline, pipeline)
+        deadline = time.monotonic() + 10
+        while features.reads < 2 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert features.reads == 2
+        # While that refresh runs, other callers get the last view at once.
+        assert all(view.pipeline(pipeline) is first for _ in range(5))
+        assert features.reads == 2
+        features.release.set()
+        second = refreshing.result(timeout=10)
+    assert second is not first and second is not pipeline
+    # The next expired call refreshes again.
+    assert view.pipeline(pipeline) is not second and features.reads == 3
+
+
+def test_a_failed_trending_refresh_lets_the_next_call_try_again(fitted: PipelineFit):
+    pipeline = fitted.pipeline
+    features = MemoryOnlineFeatures()
+    features.apply([EventUpdate(1, "ann", str(pipeline.items.ids[0]), "view", time.time(), 1.0)])
+    view = OnlineView(EventsConfig(), SimpleNamespace(features=features))
+    view.trending_refresh_seconds = 0.0
+
+    def broken(*args, **kwargs):
+        raise KeyboardInterrupt  # not an Exception: escapes the outage handling
+
+    features.trending_scores = broken
+    with pytest.raises(KeyboardInterrupt):
+        view.pipeline(pipeline)
+    del features.trending_scores  # the real method again
+    assert view.pipeline(pipeline) is not pipeline

@@ -16,9 +16,11 @@ Disliked items come from the features plus the dislikes of the unapplied tail.
 
 Trending: the pipeline's trending source ranks by the online decayed counts as of now
 (``np.log(features.trending_scores(items))``), refreshed at most every
-``TRENDING_REFRESH_SECONDS`` per worker. Items with no event recent enough to count
-(a zero count) are not trending now and are not proposed by it; until some item has
-a non-zero count, the trained trending scores serve.
+``TRENDING_REFRESH_SECONDS`` per worker, by one request at a time: the others keep
+serving the previous view meanwhile, so a refresh never stalls every thread. Items
+with no event recent enough to count (a zero count) are not trending now and are not
+proposed by it; until some item has a non-zero count, the trained trending scores
+serve.
 """
 
 from __future__ import annotations
@@ -94,6 +96,7 @@ class OnlineView:
         self._lock = threading.Lock()
         # (the model's pipeline, valid until, its online view)
         self._trending: tuple[Pipeline, float, Pipeline] | None = None
+        self._refreshing = False  # a request is computing the next view
 
     # -- history ---------------------------------------------------------------------
 
@@ -164,16 +167,29 @@ class OnlineView:
     # -- trending --------------------------------------------------------------------
 
     def pipeline(self, pipeline: Pipeline) -> Pipeline:
-        """``pipeline`` with trending as of now from the online counts (cached briefly)."""
+        """``pipeline`` with trending as of now from the online counts (cached briefly).
+
+        One caller at a time recomputes an expired view; the others meanwhile get the
+        expired one (at most a refresh period old), not a recomputation each.
+        """
         if self.runtime is None or TRENDING_SOURCE not in pipeline.sources:
             return pipeline
         now = time.monotonic()
-        cached = self._trending
-        if cached is not None and cached[0] is pipeline and cached[1] > now:
-            return cached[2]
-        view = self._with_online_trending(pipeline)
+        with self._lock:
+            cached = self._trending
+            current = cached is not None and cached[0] is pipeline
+            if current and (cached[1] > now or self._refreshing):
+                return cached[2]
+            self._refreshing = True
+        try:
+            view = self._with_online_trending(pipeline)
+        except BaseException:
+            with self._lock:
+                self._refreshing = False
+            raise
         with self._lock:
             self._trending = (pipeline, now + self.trending_refresh_seconds, view)
+            self._refreshing = False
         return view
 
     def _with_online_trending(self, pipeline: Pipeline) -> Pipeline:
