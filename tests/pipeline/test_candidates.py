@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from reco.models.base import top_n
-from reco.pipeline.candidates import top_k
+from reco.pipeline.candidates import CandidateGenerator, top_k
 from reco.pipeline.filters import Filters, blocked
 from reco.pipeline.sources import user_contexts
 
@@ -55,7 +55,7 @@ def test_popularity_is_ranked_once_and_matches_scoring_every_row(fitted, everyon
     contexts = user_contexts(generator.sources, rows.users, None)
     for name in ("popularity", "trending"):
         fast_items, fast_scores = generator.source_top(name, rows, contexts, banned, 30)
-        _slow, slow_scores = top_k(generator._masked(name, rows, contexts, banned), 30)
+        _slow, slow_scores = top_k(generator._masked(name, rows.matrix, rows, contexts, banned), 30)
         np.testing.assert_array_equal(fast_scores, slow_scores)
         assert not banned[np.repeat(np.arange(60), 30), fast_items.ravel()].any()
 
@@ -81,3 +81,29 @@ def test_candidates_merge_every_source_and_carry_features(fitted, everyone):
         for r in range(20):
             proposed = set(found.items[found.rows == r])
             assert set(top[r][top[r] >= 0]) <= proposed or generator.quotas[name] < 5
+
+
+def test_scored_history_scores_each_row_from_its_latest_items_only(fitted, everyone):
+    pipeline = fitted.pipeline
+    limit = 10  # well below the default, so the pipeline's own generator scores more
+    assert pipeline.config.scored_history is None or pipeline.config.scored_history > 50
+    capped = pipeline.config.model_copy(update={"scored_history": limit})
+    generator = CandidateGenerator(pipeline.sources, capped, pipeline.catalog)
+    rows = everyone.take(np.arange(30))
+    lengths = rows.lengths()
+    assert (lengths > limit).any() and (lengths <= limit).any()
+    banned = blocked(generator.catalog, None, rows, [Filters()] * 30, exclude_seen=True)
+    contexts = user_contexts(generator.sources, rows.users, None)
+    latest = rows.recent(limit)
+    for name in ("ease", "itemknn"):
+        capped_top = generator.source_top(name, rows, contexts, banned, 20)
+        from_latest = top_k(generator._masked(name, latest, rows, contexts, banned), 20)
+        np.testing.assert_array_equal(capped_top[0], from_latest[0])
+        full_top = pipeline.generator.source_top(name, rows, contexts, banned, 20)
+        # Rows within the limit score exactly as with more; longer ones differ somewhere.
+        short = lengths <= limit
+        np.testing.assert_array_equal(capped_top[0][short], full_top[0][short])
+        assert (capped_top[0][~short] != full_top[0][~short]).any()
+    # Every seen item stays filtered, also those beyond the scored ones.
+    found = generator.generate(rows, contexts, banned, rows.last_times())
+    assert not rows.matrix[found.rows, found.items].any()

@@ -180,18 +180,28 @@ class CandidateGenerator:
         """One source's own top-``n`` (items, scores) with the filters applied."""
         if name in self._global:
             return self._global_top(name, blocked, n)
-        return top_k(self._masked(name, histories, contexts, blocked), n)
+        return top_k(self._masked(name, self._scored(histories), histories, contexts, blocked), n)
 
     def _masked(
         self,
         name: str,
+        scored: csr_matrix,
         histories: Histories,
         contexts: Sequence[Mapping[str, Any]],
         blocked: np.ndarray,
     ) -> np.ndarray:
-        scores = dense_scores(self.sources[name], histories.matrix, histories.users, contexts)
+        """Source ``name``'s scores of the ``scored`` rows (see :meth:`_scored`), -inf
+        where blocked or undefined."""
+        scores = dense_scores(self.sources[name], scored, histories.users, contexts)
         np.copyto(scores, -np.inf, where=blocked | np.isnan(scores))
         return scores
+
+    def _scored(self, histories: Histories) -> csr_matrix:
+        """What the sources score: each row's ``scored_history`` most recent items."""
+        limit = self.config.scored_history
+        if limit is None or histories.lengths().max(initial=0) <= limit:
+            return histories.matrix
+        return histories.recent(limit)
 
     def _global_top(self, name: str, blocked: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-``n`` of a source that ranks every row alike: walk its one global order.
@@ -232,8 +242,9 @@ class CandidateGenerator:
         """
         n_rows = histories.n_rows
         widths = {name: max(self.quotas[name], also_top) for name in self.sources}
+        scored = self._scored(histories)
         masked = {
-            name: self._masked(name, histories, contexts, blocked)
+            name: self._masked(name, scored, histories, contexts, blocked)
             for name in self.sources
             if name not in self._global
         }
