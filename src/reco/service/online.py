@@ -170,7 +170,8 @@ class OnlineView:
         """``pipeline`` with trending as of now from the online counts (cached briefly).
 
         One caller at a time recomputes an expired view; the others meanwhile get the
-        expired one (at most a refresh period old), not a recomputation each.
+        expired one (about a refresh period old), not a recomputation each; a newly
+        loaded model has no view yet, so its first concurrent callers each compute one.
         """
         if self.runtime is None or TRENDING_SOURCE not in pipeline.sources:
             return pipeline
