@@ -77,3 +77,12 @@ def test_an_unknown_format_is_refused(fitted, tmp_path):
     (tmp_path / "pipeline.json").write_text(json.dumps(meta))
     with pytest.raises(ArtifactError, match="format 99"):
         Pipeline.load(tmp_path)
+
+
+def test_a_pipeline_saved_before_scored_history_keeps_scoring_every_item(fitted, tmp_path):
+    fitted.pipeline.save(tmp_path)
+    assert Pipeline.load(tmp_path).config.scored_history == fitted.pipeline.config.scored_history
+    meta = json.loads((tmp_path / "pipeline.json").read_text())
+    del meta["config"]["scored_history"]  # what an older reco wrote
+    (tmp_path / "pipeline.json").write_text(json.dumps(meta))
+    assert Pipeline.load(tmp_path).config.scored_history is None

@@ -637,7 +637,9 @@ class Pipeline:
                     f"{folder} holds pipeline format {meta.get('format')!r}; this reco reads "
                     f"format {FORMAT_VERSION}. Retrain with `reco train`."
                 )
-            config = PipelineConfig.model_validate(meta["config"])
+            # A pipeline saved before scored_history existed was trained scoring every
+            # history item: it keeps serving that way.
+            config = PipelineConfig.model_validate({"scored_history": None, **meta["config"]})
             users = Vocabulary(json.loads((folder / USERS_FILE).read_text()))
             items = Vocabulary(json.loads((folder / ITEMS_FILE).read_text()))
             sources = {name: load_model(folder / SOURCES_DIR / name) for name in meta["sources"]}
