@@ -55,7 +55,8 @@ def test_popularity_is_ranked_once_and_matches_scoring_every_row(fitted, everyon
     contexts = user_contexts(generator.sources, rows.users, None)
     for name in ("popularity", "trending"):
         fast_items, fast_scores = generator.source_top(name, rows, contexts, banned, 30)
-        _slow, slow_scores = top_k(generator._masked(name, rows.matrix, rows, contexts, banned), 30)
+        slow = generator._masked(name, rows.matrix, rows.users, contexts, banned)
+        _slow, slow_scores = top_k(slow, 30)
         np.testing.assert_array_equal(fast_scores, slow_scores)
         assert not banned[np.repeat(np.arange(60), 30), fast_items.ravel()].any()
 
@@ -97,7 +98,7 @@ def test_scored_history_scores_each_row_from_its_latest_items_only(fitted, every
     latest = rows.recent(limit)
     for name in ("ease", "itemknn"):
         capped_top = generator.source_top(name, rows, contexts, banned, 20)
-        from_latest = top_k(generator._masked(name, latest, rows, contexts, banned), 20)
+        from_latest = top_k(generator._masked(name, latest, rows.users, contexts, banned), 20)
         np.testing.assert_array_equal(capped_top[0], from_latest[0])
         full_top = pipeline.generator.source_top(name, rows, contexts, banned, 20)
         # Rows within the limit score exactly as with more; longer ones differ somewhere.

@@ -180,19 +180,20 @@ class CandidateGenerator:
         """One source's own top-``n`` (items, scores) with the filters applied."""
         if name in self._global:
             return self._global_top(name, blocked, n)
-        return top_k(self._masked(name, self._scored(histories), histories, contexts, blocked), n)
+        scored = self._scored(histories)
+        return top_k(self._masked(name, scored, histories.users, contexts, blocked), n)
 
     def _masked(
         self,
         name: str,
         scored: csr_matrix,
-        histories: Histories,
+        users: np.ndarray,
         contexts: Sequence[Mapping[str, Any]],
         blocked: np.ndarray,
     ) -> np.ndarray:
         """Source ``name``'s scores of the ``scored`` rows (see :meth:`_scored`), -inf
         where blocked or undefined."""
-        scores = dense_scores(self.sources[name], scored, histories.users, contexts)
+        scores = dense_scores(self.sources[name], scored, users, contexts)
         np.copyto(scores, -np.inf, where=blocked | np.isnan(scores))
         return scores
 
@@ -244,7 +245,7 @@ class CandidateGenerator:
         widths = {name: max(self.quotas[name], also_top) for name in self.sources}
         scored = self._scored(histories)
         masked = {
-            name: self._masked(name, scored, histories, contexts, blocked)
+            name: self._masked(name, scored, histories.users, contexts, blocked)
             for name in self.sources
             if name not in self._global
         }
