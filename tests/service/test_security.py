@@ -52,6 +52,27 @@ def test_the_x_api_key_header_works_too(service):
     assert response.status_code == 200
 
 
+def test_the_bearer_scheme_is_case_insensitive_and_another_scheme_falls_back_to_x_api_key(
+    service,
+):
+    secret = service.keys["read"]
+    url = "/v1/users/1/recommendations"
+    assert service.client.get(url, headers={"Authorization": f"bearer {secret}"}).status_code == 200
+    both = {"Authorization": "Basic dXNlcjpwYXNz", "X-API-Key": secret}
+    assert service.client.get(url, headers=both).status_code == 200
+    assert service.client.get(url, headers={"Authorization": "Bearer "}).status_code == 401
+
+
+def test_the_schema_asks_for_a_key_exactly_where_the_routes_do(service):
+    paths = service.client.get("/openapi.json").json()["paths"]
+    either = [{"HTTPBearer": []}, {"APIKeyHeader": []}]
+    assert paths["/v1/users/{user_id}/recommendations"]["get"]["security"] == either
+    assert paths["/v1/models/rollback"]["post"]["security"] == either
+    assert paths["/v1/events"]["post"]["security"] == either
+    for open_path in ("/health/live", "/health/ready", "/metrics"):
+        assert "security" not in paths[open_path]["get"], open_path
+
+
 def test_a_role_below_the_endpoints_is_a_403(service):
     event = {"user_id": "1", "item_id": "2"}
     assert service.post("/v1/events", role="read", json=event).status_code == 403

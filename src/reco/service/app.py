@@ -27,6 +27,7 @@ import reco
 from reco.config import Settings
 from reco.service.balance import balance_for
 from reco.service.catalog_state import CatalogState
+from reco.service.deps import SECURITY_SCHEMES
 from reco.service.errors import install_handlers
 from reco.service.metrics import ServiceMetrics
 from reco.service.middleware import ServiceMiddleware
@@ -203,16 +204,25 @@ def build_state(
 
 
 def _document_problems(app: FastAPI) -> None:
-    """Add the problem+json schema the routes' error answers refer to."""
+    """Add the problem+json schema the routes' error answers refer to, and the API key
+    schemes to the operations that take a key (the routes read the headers themselves,
+    :mod:`reco.service.deps`)."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = build()
-            schemas = schema.setdefault("components", {}).setdefault("schemas", {})
-            schemas["ProblemDetails"] = ProblemDetails.model_json_schema(
-                ref_template="#/components/schemas/{model}"
+            components = schema.setdefault("components", {})
+            components.setdefault("schemas", {})["ProblemDetails"] = (
+                ProblemDetails.model_json_schema(ref_template="#/components/schemas/{model}")
             )
+            components["securitySchemes"] = SECURITY_SCHEMES
+            # An operation that can answer 401 is one that takes a key.
+            either = [{name: []} for name in SECURITY_SCHEMES]
+            for operations in schema.get("paths", {}).values():
+                for operation in operations.values():
+                    if "401" in operation.get("responses", {}):
+                        operation["security"] = either
             app.openapi_schema = schema
         return app.openapi_schema
 

@@ -19,7 +19,6 @@ from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
-from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
 from reco.service.errors import Problem
@@ -28,12 +27,22 @@ from reco.service.model_holder import NO_MODEL, LoadedModel
 from reco.service.online import is_store_outage
 from reco.service.state import ServiceState
 
-_bearer = HTTPBearer(
-    auto_error=False, description="An API key from `reco keys create`, as a Bearer token."
-)
-_key_header = APIKeyHeader(
-    name="X-API-Key", auto_error=False, description="An API key from `reco keys create`."
-)
+# How a key may be sent, for the OpenAPI schema (reco.service.app adds them). The routes
+# read the headers themselves: FastAPI's security classes are sub-dependencies it solves
+# again on every request, a tenth of a cached answer's cost.
+SECURITY_SCHEMES = {
+    "HTTPBearer": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An API key from `reco keys create`, as a Bearer token.",
+    },
+    "APIKeyHeader": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-API-Key",
+        "description": "An API key from `reco keys create`.",
+    },
+}
 NO_MODEL_RETRY_SECONDS = 10
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="reco"'}
 
@@ -46,9 +55,10 @@ async def get_state(request: Request) -> ServiceState:
 State = Annotated[ServiceState, Depends(get_state)]
 
 
-async def get_model(state: State) -> LoadedModel:
+async def get_model(request: Request) -> LoadedModel:
     """The model to answer with, taken once per request (a swap never changes it under
     the request); 503 before any model was trained."""
+    state: ServiceState = request.app.state.service
     model = state.holder.current
     if model is None:
         raise Problem(
@@ -67,17 +77,13 @@ def require(role: Role) -> Callable[..., ApiKey | None]:
     """A dependency admitting requests whose key has at least ``role``, within its
     rate limit. It returns the key (None when auth is disabled)."""
 
-    async def authorize(
-        request: Request,
-        state: State,
-        bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-        header_key: Annotated[str | None, Depends(_key_header)],
-    ) -> ApiKey | None:
+    async def authorize(request: Request) -> ApiKey | None:
+        state: ServiceState = request.app.state.service
         client = request.client.host if request.client else "unknown"
         if not state.settings.service.auth_enabled:
             await _limit(state, f"ip:{client}")
             return None
-        secret = bearer.credentials if bearer is not None else header_key
+        secret = sent_key(request)
         if not secret:
             raise Problem(
                 401,
@@ -114,6 +120,15 @@ def require(role: Role) -> Callable[..., ApiKey | None]:
 
     authorize.__name__ = f"require_{role.value}"
     return authorize
+
+
+def sent_key(request: Request) -> str | None:
+    """The key of ``Authorization: Bearer <key>``, else of ``X-API-Key``; None when
+    neither holds one (another Authorization scheme counts as no key)."""
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and credentials.strip():
+        return credentials.strip()
+    return request.headers.get("x-api-key") or None
 
 
 async def _verify(state: ServiceState, secret: str) -> ApiKey | None:
