@@ -29,7 +29,7 @@ from reco.service.state import ServiceState
 
 # How a key may be sent, for the OpenAPI schema (reco.service.app adds them). The routes
 # read the headers themselves: FastAPI's security classes are sub-dependencies it solves
-# again on every request, a tenth of a cached answer's cost.
+# again on every request (about 15% of a cached answer's CPU, measured in process).
 SECURITY_SCHEMES = {
     "HTTPBearer": {
         "type": "http",
