@@ -216,7 +216,7 @@ def _document_problems(app: FastAPI) -> None:
             components.setdefault("schemas", {})["ProblemDetails"] = (
                 ProblemDetails.model_json_schema(ref_template="#/components/schemas/{model}")
             )
-            components["securitySchemes"] = SECURITY_SCHEMES
+            components["securitySchemes"] = {k: dict(v) for k, v in SECURITY_SCHEMES.items()}
             # An operation that can answer 401 is one that takes a key.
             either = [{name: []} for name in SECURITY_SCHEMES]
             for operations in schema.get("paths", {}).values():

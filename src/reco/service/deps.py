@@ -124,7 +124,7 @@ def require(role: Role) -> Callable[..., ApiKey | None]:
 
 def sent_key(request: Request) -> str | None:
     """The key of ``Authorization: Bearer <key>``, else of ``X-API-Key``; None when
-    neither holds one (another Authorization scheme counts as no key)."""
+    neither holds one (an Authorization header of another scheme is not a key)."""
     scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() == "bearer" and credentials.strip():
         return credentials.strip()
