@@ -47,9 +47,14 @@ NO_MODEL_RETRY_SECONDS = 10
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="reco"'}
 
 
-async def get_state(request: Request) -> ServiceState:
-    """The worker's state, built by the lifespan (async: no threadpool hop)."""
+def service_state(request: Request) -> ServiceState:
+    """The worker's state, built by the lifespan."""
     return request.app.state.service
+
+
+async def get_state(request: Request) -> ServiceState:
+    """The worker's state as a dependency (async: no threadpool hop)."""
+    return service_state(request)
 
 
 State = Annotated[ServiceState, Depends(get_state)]
@@ -58,12 +63,12 @@ State = Annotated[ServiceState, Depends(get_state)]
 async def get_model(request: Request) -> LoadedModel:
     """The model to answer with, taken once per request (a swap never changes it under
     the request); 503 before any model was trained."""
-    state: ServiceState = request.app.state.service
-    model = state.holder.current
+    holder = service_state(request).holder
+    model = holder.current
     if model is None:
         raise Problem(
             503,
-            state.holder.last_error or NO_MODEL,
+            holder.last_error or NO_MODEL,
             kind="no-model",
             headers={"Retry-After": str(NO_MODEL_RETRY_SECONDS)},
         )
@@ -78,7 +83,7 @@ def require(role: Role) -> Callable[..., ApiKey | None]:
     rate limit. It returns the key (None when auth is disabled)."""
 
     async def authorize(request: Request) -> ApiKey | None:
-        state: ServiceState = request.app.state.service
+        state = service_state(request)
         client = request.client.host if request.client else "unknown"
         if not state.settings.service.auth_enabled:
             await _limit(state, f"ip:{client}")
@@ -126,8 +131,9 @@ def sent_key(request: Request) -> str | None:
     """The key of ``Authorization: Bearer <key>``, else of ``X-API-Key``; None when
     neither holds one (an Authorization header of another scheme is not a key)."""
     scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and credentials.strip():
-        return credentials.strip()
+    token = credentials.strip()
+    if scheme.lower() == "bearer" and token:
+        return token
     return request.headers.get("x-api-key") or None
 
 
