@@ -108,3 +108,34 @@ def test_scored_history_scores_each_row_from_its_latest_items_only(fitted, every
     # Every seen item stays filtered, also those beyond the scored ones.
     found = generator.generate(rows, contexts, banned, rows.last_times())
     assert not rows.matrix[found.rows, found.items].any()
+
+
+def test_source_and_recency_features_are_the_scores_of_separate_calls(fitted, everyone):
+    # Recent sources score the rows and their suffixes in one call; each feature must
+    # still be what scoring the rows, or one suffix, alone gives.
+    generator = fitted.pipeline.generator
+    assert generator.recent_sources and generator.config.recent_lengths
+    rows = everyone.take(np.arange(25))
+    banned = blocked(generator.catalog, None, rows, [Filters()] * 25, exclude_seen=True)
+    contexts = user_contexts(generator.sources, rows.users, None)
+    found = generator.generate(rows, contexts, banned, rows.last_times())
+    names = generator.feature_names
+
+    def column(name: str) -> np.ndarray:
+        return found.features[:, names.index(name)]
+
+    for name in generator.recent_sources:
+        alone = generator._masked(name, rows.matrix, rows.users, contexts, banned)
+        expected = alone[found.rows, found.items]
+        np.testing.assert_allclose(
+            column(f"{name}_score"), np.where(np.isfinite(expected), expected, np.nan), rtol=1e-6
+        )
+        no_context = [{}] * rows.n_rows
+        for length in generator.config.recent_lengths:
+            suffix = generator._masked(name, rows.recent(length), rows.users, no_context, banned)
+            expected = suffix[found.rows, found.items]
+            np.testing.assert_allclose(
+                column(f"{name}_last{length}"),
+                np.where(np.isfinite(expected), expected, np.nan),
+                rtol=1e-6,
+            )

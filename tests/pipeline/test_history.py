@@ -8,7 +8,7 @@ import pytest
 
 from reco.data.dataset import Dataset
 from reco.data.vocabulary import Vocabulary
-from reco.pipeline.history import Histories
+from reco.pipeline.history import Histories, stack_rows
 
 
 def test_events_aggregate_per_row_and_item():
@@ -148,3 +148,12 @@ def test_recent_stack_puts_each_suffix_block_under_the_last(everyone: Histories)
     assert stacked.shape == (9, everyone.n_items)
     expected = np.vstack([batch.recent(k).toarray() for k in (1, 3, 10)])
     np.testing.assert_array_equal(stacked.toarray(), expected)
+
+
+def test_stack_rows_puts_the_second_matrix_under_the_first(everyone: Histories):
+    top = everyone.take(np.array([3, 1])).matrix
+    bottom = everyone.take(np.array([2])).recent_stack([1, 5])
+    joined = stack_rows(top, bottom)
+    assert joined.shape == (4, everyone.n_items)
+    assert joined.has_sorted_indices
+    np.testing.assert_array_equal(joined.toarray(), np.vstack([top.toarray(), bottom.toarray()]))

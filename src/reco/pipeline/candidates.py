@@ -28,7 +28,7 @@ from reco.pipeline.features import (
     time_features,
     user_features,
 )
-from reco.pipeline.history import Histories
+from reco.pipeline.history import Histories, stack_rows
 from reco.pipeline.sources import ROW_INDEPENDENT, dense_scores
 
 # Dense floats (rows x items, all sources of a block together) held at once.
@@ -105,9 +105,10 @@ def _cut_bound(scores: np.ndarray, width: int) -> np.ndarray:
     return -np.partition(-maxima, width - 1, axis=1)[:, width - 1]
 
 
-def block_rows(n_items: int, n_sources: int) -> int:
-    """Rows scored per block so that the block's dense scores stay within bounds."""
-    return max(1, BLOCK_CELLS // max(1, n_items * (n_sources + 1)))
+def block_rows(n_items: int, dense_rows: int) -> int:
+    """Rows scored per block so that the block's dense scores stay within bounds, when
+    each row takes ``dense_rows`` catalogue-wide score rows at once."""
+    return max(1, BLOCK_CELLS // max(1, n_items * dense_rows))
 
 
 class CandidateGenerator:
@@ -137,6 +138,16 @@ class CandidateGenerator:
             for name, model in self.sources.items()
             if getattr(model, "name", None) in ROW_INDEPENDENT
         }
+
+    def block_rows(self) -> int:
+        """Rows :meth:`generate` takes per block to keep its dense scores within bounds.
+
+        Per row it holds each history-based source's scores, their stacked copy for
+        the partition, and each recent source's scores of every suffix.
+        """
+        history_based = len(self.sources) - len(self._global)
+        recent = len(self.recent_sources) * len(self.config.recent_lengths)
+        return block_rows(self.catalog.n_items, 2 * history_based + recent + 1)
 
     def with_global_scores(self, scores: Mapping[str, np.ndarray]) -> CandidateGenerator:
         """A copy whose row-independent sources (popularity, trending) rank by ``scores``.
@@ -243,12 +254,7 @@ class CandidateGenerator:
         """
         n_rows = histories.n_rows
         widths = {name: max(self.quotas[name], also_top) for name in self.sources}
-        scored = self._scored(histories)
-        masked = {
-            name: self._masked(name, scored, histories.users, contexts, blocked)
-            for name in self.sources
-            if name not in self._global
-        }
+        masked, recent = self._source_scores(histories, contexts, blocked)
         # One partition over every history-based source's rows: per source, the top
         # of the widest cut is its own top (ties at a cut aside), for a fifth of the calls.
         dense_tops = {}
@@ -293,7 +299,7 @@ class CandidateGenerator:
             columns[f"{name}_score"] = values
             columns[f"{name}_rank"] = ranks[name]
             columns[f"{name}_gap"] = values - best[name][rows]
-        columns.update(self._recent_features(histories, blocked, rows, items))
+        columns.update(self._recent_features(recent, n_rows, rows, items))
         pair_times = request_times[rows]
         columns.update(
             item_features(self.clock, items, pair_times, self.config.popularity_windows_days)
@@ -305,27 +311,53 @@ class CandidateGenerator:
         features = assemble(columns, self.feature_names)
         return Candidates(rows, items, features, primary, tops)
 
+    def _source_scores(
+        self,
+        histories: Histories,
+        contexts: Sequence[Mapping[str, Any]],
+        blocked: np.ndarray,
+    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Each history-based source's scores of the rows (-inf where blocked), and each
+        recent source's scores of the rows' suffixes (:meth:`Histories.recent_stack`
+        over ``recent_lengths``, blocked alike).
+
+        A recent source scores the rows and all their suffixes in one call: rows are
+        scored independently, so the answers are those of separate calls, and a
+        per-call cost (format checks, copies, the fallback) is paid once, not twice.
+        Suffix rows are scored from history alone, without the request context.
+        """
+        scored = self._scored(histories)
+        names = [name for name in self.sources if name not in self._global]
+        lengths = list(self.config.recent_lengths)
+        together = [name for name in self.recent_sources if name in names] if lengths else []
+        main: dict[str, np.ndarray] = {}
+        recent: dict[str, np.ndarray] = {}
+        if together:
+            n_rows, copies = histories.n_rows, 1 + len(lengths)
+            joined = stack_rows(scored, histories.recent_stack(lengths))
+            users = np.tile(histories.users, copies)
+            joined_contexts = [*contexts, *([{}] * (n_rows * len(lengths)))]
+            joined_blocked = np.tile(blocked, (copies, 1))
+        for name in names:
+            if name in together:
+                scores = self._masked(name, joined, users, joined_contexts, joined_blocked)
+                main[name], recent[name] = scores[:n_rows], scores[n_rows:]
+            else:
+                main[name] = self._masked(name, scored, histories.users, contexts, blocked)
+        return main, recent
+
     def _recent_features(
-        self, histories: Histories, blocked: np.ndarray, rows: np.ndarray, items: np.ndarray
+        self, recent: Mapping[str, np.ndarray], n_rows: int, rows: np.ndarray, items: np.ndarray
     ) -> dict[str, np.ndarray]:
         """Each recent source's score of each pair from the row's latest k items only,
-        and its gap to that row's best, for every k of ``recent_lengths``."""
+        and its gap to that row's best, for every k of ``recent_lengths``, from the
+        suffix scores of :meth:`_source_scores`."""
         lengths = list(self.config.recent_lengths)
         columns: dict[str, np.ndarray] = {}
-        if not (self.recent_sources and lengths):
-            return columns
-        # Every suffix of every row in one matrix: one scoring call per source, not one
-        # per source and length (rows are scored independently, so nothing changes).
-        recent = histories.recent_stack(lengths)
-        users = np.tile(histories.users, len(lengths))
-        n_rows = histories.n_rows
-        blocked_stack = np.tile(blocked, (len(lengths), 1))
-        # Pair k of block b is row b * n_rows + rows[k] of the stacked scores.
+        # Pair k of suffix block b is row b * n_rows + rows[k] of the stacked scores.
         stacked_rows = (np.arange(len(lengths))[:, None] * n_rows + rows).ravel()
         stacked_items = np.tile(items, len(lengths))
-        for name in self.recent_sources:
-            stacked = dense_scores(self.sources[name], recent, users)
-            np.copyto(stacked, -np.inf, where=blocked_stack | np.isnan(stacked))
+        for name, stacked in recent.items():
             values = stacked[stacked_rows, stacked_items].astype(np.float64)
             values[~np.isfinite(values)] = np.nan
             gaps = values - _row_best(stacked)[stacked_rows]

@@ -378,6 +378,18 @@ def row_entries(indptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.nd
     return np.repeat(np.arange(len(lengths)), lengths), entries
 
 
+def stack_rows(top: csr_matrix, bottom: csr_matrix) -> csr_matrix:
+    """The rows of ``bottom`` under those of ``top`` (same columns, sorted indices),
+    without scipy's vstack and its checks."""
+    indptr = np.r_[top.indptr, top.indptr[-1] + bottom.indptr[1:]].astype(top.indptr.dtype)
+    return _csr(
+        np.concatenate([top.data, bottom.data]),
+        np.concatenate([top.indices, bottom.indices]),
+        indptr,
+        (top.shape[0] + bottom.shape[0], top.shape[1]),
+    )
+
+
 def _csr(data: np.ndarray, indices: np.ndarray, indptr: np.ndarray, shape: tuple) -> csr_matrix:
     """A CSR matrix over arrays that already form a valid structure (sorted indices)."""
     matrix = csr_matrix((data, indices, indptr), shape=shape, copy=False)

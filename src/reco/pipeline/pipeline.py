@@ -37,7 +37,7 @@ from reco.data.vocabulary import Vocabulary
 from reco.errors import ArtifactError, RecoError, ValidationError
 from reco.models import load_model
 from reco.models.base import BaseRecommender
-from reco.pipeline.candidates import CandidateGenerator, block_rows, top_k
+from reco.pipeline.candidates import CandidateGenerator, top_k
 from reco.pipeline.catalog import Catalog
 from reco.pipeline.diversity import exploration_slots, interleave, mmr, unit_rows
 from reco.pipeline.explain import EXPLORATION, FALLBACK, Explainer
@@ -242,9 +242,7 @@ class Pipeline:
             (np.flatnonzero(cold), self._cold),
             (np.flatnonzero(~cold), self._warm),
         ):
-            for rows in _split_rows(
-                route_rows, block_rows(len(self.items), len(self.sources) + 2), threads
-            ):
+            for rows in _split_rows(route_rows, self.generator.block_rows(), threads):
                 blocks.append((rows, route))
         # Derived helpers are built once here, not raced for by the threads.
         _ = self.generator, self.explainer, self.fallback_order

@@ -35,7 +35,7 @@ from reco.data.dataset import Dataset
 from reco.errors import RecoError
 from reco.evaluation import metrics
 from reco.evaluation.protocol import evaluation_users, relevance_matrix, validation_split
-from reco.pipeline.candidates import CandidateGenerator, block_rows
+from reco.pipeline.candidates import CandidateGenerator
 from reco.pipeline.catalog import Catalog
 from reco.pipeline.filters import Filters, blocked
 from reco.pipeline.history import Histories
@@ -443,9 +443,8 @@ def _score_validation(
 ) -> tuple[RankerData | None, dict[str, np.ndarray]]:
     """Candidates, features and labels of every validation user, and each source's
     own top-``MEASURE_N`` (for measuring the sources alone)."""
-    n_items = histories.n_items
     contexts = user_contexts(generator.sources, histories.users, None)
-    step = block_rows(n_items, len(generator.sources) + 2)
+    step = generator.block_rows()
     features, labels, sizes = [], [], []
     tops: dict[str, list[np.ndarray]] = {name: [] for name in generator.sources}
     no_filters = [Filters()]
