@@ -18,7 +18,7 @@ from scipy.sparse import csr_matrix
 
 from reco.data.dataset import Dataset
 from reco.errors import ArtifactError, ConfigurationError, NotApplicableError
-from reco.models.two_tower import FEATURES_FILE, WEIGHTS_FILE, TwoTowerRecommender
+from reco.models.two_tower import FEATURES_FILE, WEIGHTS_FILE, TwoTowerRecommender, _row_abs_sums
 
 GENRES = ("western", "comedy", "horror", "drama")
 N_USERS, N_ITEMS = 240, 120
@@ -323,3 +323,16 @@ def test_numpy_user_tower_matches_the_torch_tower(data: Dataset, model) -> None:
     assert got.dtype == np.float32
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
     assert model.user_attributes_.shape[1] > 0  # the attribute tables took part
+
+
+def test_row_abs_sums_match_scipy_with_empty_rows_and_dislikes():
+    # Empty rows between filled ones, and negative (dislike) weights, as histories have.
+    matrix = csr_matrix(
+        np.array(
+            [[0, 0, 0, 0], [1.5, 0, -2.0, 0], [0, 0, 0, 0], [0, 0, 0, 0], [0, 3.0, 0, -0.5]],
+            dtype=np.float32,
+        )
+    )
+    expected = np.asarray(abs(matrix).sum(axis=1), dtype=np.float32).ravel()
+    np.testing.assert_array_equal(_row_abs_sums(matrix), expected)
+    assert _row_abs_sums(csr_matrix((3, 4), dtype=np.float32)).tolist() == [0, 0, 0]

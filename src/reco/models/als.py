@@ -86,7 +86,7 @@ class ALSRecommender(BaseRecommender):
             )
             model.fit(data.matrix(), show_progress=False)
         self.item_factors_ = np.ascontiguousarray(model.item_factors, dtype=np.float32)
-        self.item_gram_ = _gram(self.item_factors_)
+        self.item_gram_ = _gram(self.item_factors_, self.regularization)
 
     def fold_in(self, histories: csr_matrix) -> np.ndarray:
         """Factors folded in from each history row (float64, rows x factors).
@@ -99,14 +99,20 @@ class ALSRecommender(BaseRecommender):
     def _fold_in(self, histories: csr_matrix) -> np.ndarray:
         y = self.item_factors_
         n_factors = y.shape[1]
-        # YᵀY + λI is shared by every row; each row adds only its own items' terms.
-        shared = self.item_gram_ + float(self.regularization) * np.eye(n_factors)
+        # YᵀY + λI (item_gram_) is shared by every row; each row adds only its own
+        # items' terms.
+        shared = self.item_gram_
         confidence = float(self.alpha) * histories.data.astype(np.float64)
         out = np.zeros((histories.shape[0], n_factors), dtype=np.float64)
         indptr, indices = histories.indptr, histories.indices
         rows = np.flatnonzero(np.diff(indptr))
         # Systems are built row by row but solved in batches (one LAPACK call each).
-        for batch in np.array_split(rows, max(1, -(-len(rows) // FOLD_IN_BATCH))):
+        batches = (
+            [rows]
+            if len(rows) <= FOLD_IN_BATCH
+            else np.array_split(rows, -(-len(rows) // FOLD_IN_BATCH))
+        )
+        for batch in batches:
             a = np.empty((len(batch), n_factors, n_factors))
             b = np.empty((len(batch), n_factors, 1))
             for k, row in enumerate(batch):
@@ -134,10 +140,12 @@ class ALSRecommender(BaseRecommender):
                 f"item_factors_ has shape {factors.shape}, expected ({self.n_items_}, factors)"
             )
         self.item_factors_ = factors
-        self.item_gram_ = _gram(factors)
+        self.item_gram_ = _gram(factors, self.regularization)
 
 
-def _gram(item_factors: np.ndarray) -> np.ndarray:
-    """YᵀY in float64: computed once per fit or load, not on every request."""
+def _gram(item_factors: np.ndarray, regularization: float) -> np.ndarray:
+    """YᵀY + λI in float64: computed once per fit or load, not on every request."""
     y = item_factors.astype(np.float64)
-    return y.T @ y
+    gram = y.T @ y
+    gram[np.diag_indices(y.shape[1])] += float(regularization)
+    return gram
