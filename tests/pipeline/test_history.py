@@ -153,7 +153,7 @@ def test_recent_stack_puts_each_suffix_block_under_the_last(everyone: Histories)
 def test_stack_rows_puts_the_second_matrix_under_the_first(everyone: Histories):
     top = everyone.take(np.array([3, 1])).matrix
     bottom = everyone.take(np.array([2])).recent_stack([1, 5])
-    joined = stack_rows(top, bottom)
+    joined = stack_rows([top, bottom])
     assert joined.shape == (4, everyone.n_items)
     assert joined.has_sorted_indices
     np.testing.assert_array_equal(joined.toarray(), np.vstack([top.toarray(), bottom.toarray()]))

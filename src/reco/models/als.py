@@ -86,7 +86,7 @@ class ALSRecommender(BaseRecommender):
             )
             model.fit(data.matrix(), show_progress=False)
         self.item_factors_ = np.ascontiguousarray(model.item_factors, dtype=np.float32)
-        self.item_gram_ = _gram(self.item_factors_, self.regularization)
+        self.regularized_gram_ = _gram(self.item_factors_, self.regularization)
 
     def fold_in(self, histories: csr_matrix) -> np.ndarray:
         """Factors folded in from each history row (float64, rows x factors).
@@ -99,9 +99,8 @@ class ALSRecommender(BaseRecommender):
     def _fold_in(self, histories: csr_matrix) -> np.ndarray:
         y = self.item_factors_
         n_factors = y.shape[1]
-        # YᵀY + λI (item_gram_) is shared by every row; each row adds only its own
-        # items' terms.
-        shared = self.item_gram_
+        # YᵀY + λI is shared by every row; each row adds only its own items' terms.
+        shared = self.regularized_gram_
         confidence = float(self.alpha) * histories.data.astype(np.float64)
         out = np.zeros((histories.shape[0], n_factors), dtype=np.float64)
         indptr, indices = histories.indptr, histories.indices
@@ -140,7 +139,7 @@ class ALSRecommender(BaseRecommender):
                 f"item_factors_ has shape {factors.shape}, expected ({self.n_items_}, factors)"
             )
         self.item_factors_ = factors
-        self.item_gram_ = _gram(factors, self.regularization)
+        self.regularized_gram_ = _gram(factors, self.regularization)
 
 
 def _gram(item_factors: np.ndarray, regularization: float) -> np.ndarray:

@@ -105,12 +105,6 @@ def _cut_bound(scores: np.ndarray, width: int) -> np.ndarray:
     return -np.partition(-maxima, width - 1, axis=1)[:, width - 1]
 
 
-def block_rows(n_items: int, dense_rows: int) -> int:
-    """Rows scored per block so that the block's dense scores stay within bounds, when
-    each row takes ``dense_rows`` catalogue-wide score rows at once."""
-    return max(1, BLOCK_CELLS // max(1, n_items * dense_rows))
-
-
 class CandidateGenerator:
     """Proposals, merge and features for the warm route, from fitted sources."""
 
@@ -147,7 +141,8 @@ class CandidateGenerator:
         """
         history_based = len(self.sources) - len(self._global)
         recent = len(self.recent_sources) * len(self.config.recent_lengths)
-        return block_rows(self.catalog.n_items, 2 * history_based + recent + 1)
+        dense_rows = 2 * history_based + recent + 1
+        return max(1, BLOCK_CELLS // max(1, self.catalog.n_items * dense_rows))
 
     def with_global_scores(self, scores: Mapping[str, np.ndarray]) -> CandidateGenerator:
         """A copy whose row-independent sources (popularity, trending) rank by ``scores``.
@@ -334,7 +329,7 @@ class CandidateGenerator:
         recent: dict[str, np.ndarray] = {}
         if together:
             n_rows, copies = histories.n_rows, 1 + len(lengths)
-            joined = stack_rows(scored, histories.recent_stack(lengths))
+            joined = stack_rows([scored, histories.recent_stack(lengths)])
             users = np.tile(histories.users, copies)
             joined_contexts = [*contexts, *([{}] * (n_rows * len(lengths)))]
             joined_blocked = np.tile(blocked, (copies, 1))

@@ -206,13 +206,7 @@ class Histories:
         n_items = parts[0].n_items
         if any(part.n_items != n_items for part in parts):
             raise ValueError("stacked histories must share one item vocabulary")
-        offsets = np.cumsum([0] + [part.matrix.nnz for part in parts[:-1]])
-        indptr = np.concatenate(
-            [parts[0].matrix.indptr[:1]]
-            + [part.matrix.indptr[1:] + offset for part, offset in zip(parts, offsets, strict=True)]
-        ).astype(np.int64)
-        indices = np.concatenate([part.matrix.indices for part in parts])
-        shape = (int(sum(part.n_rows for part in parts)), n_items)
+        indices, indptr, shape = _stacked_structure([part.matrix for part in parts])
 
         def joined(name: str) -> csr_matrix:
             data = np.concatenate([getattr(part, name).data for part in parts])
@@ -378,16 +372,26 @@ def row_entries(indptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.nd
     return np.repeat(np.arange(len(lengths)), lengths), entries
 
 
-def stack_rows(top: csr_matrix, bottom: csr_matrix) -> csr_matrix:
-    """The rows of ``bottom`` under those of ``top`` (same columns, sorted indices),
+def stack_rows(matrices: Sequence[csr_matrix]) -> csr_matrix:
+    """The rows of ``matrices`` one after another (same columns, sorted indices),
     without scipy's vstack and its checks."""
-    indptr = np.r_[top.indptr, top.indptr[-1] + bottom.indptr[1:]].astype(top.indptr.dtype)
-    return _csr(
-        np.concatenate([top.data, bottom.data]),
-        np.concatenate([top.indices, bottom.indices]),
-        indptr,
-        (top.shape[0] + bottom.shape[0], top.shape[1]),
-    )
+    indices, indptr, shape = _stacked_structure(matrices)
+    return _csr(np.concatenate([m.data for m in matrices]), indices, indptr, shape)
+
+
+def _stacked_structure(
+    matrices: Sequence[csr_matrix],
+) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+    """Indices, indptr and shape of ``matrices`` stacked row-wise (each matrix's
+    indptr shifted by the entries before it)."""
+    offsets = np.cumsum([0] + [m.nnz for m in matrices[:-1]])
+    indptr = np.concatenate(
+        [matrices[0].indptr[:1]]
+        + [m.indptr[1:] + offset for m, offset in zip(matrices, offsets, strict=True)]
+    ).astype(np.int64)
+    indices = np.concatenate([m.indices for m in matrices])
+    shape = (int(sum(m.shape[0] for m in matrices)), matrices[0].shape[1])
+    return indices, indptr, shape
 
 
 def _csr(data: np.ndarray, indices: np.ndarray, indptr: np.ndarray, shape: tuple) -> csr_matrix:
