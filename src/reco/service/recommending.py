@@ -414,20 +414,22 @@ def _items(found: Sequence[Recommendation], explain: bool) -> list[dict[str, Any
 
 
 def _count(state: ServiceState, kind: str, found: Sequence[Recommendation]) -> None:
-    _count_sources(state, kind, [rec.source for rec in found])
+    _count_sources(state, kind, Counter(rec.source for rec in found))
 
 
 def _count_cached(state: ServiceState, body: bytes) -> None:
     # The items' sources as _dumps wrote them, found without parsing the whole answer
     # (in a JSON text a quote inside a value is escaped, so only members match).
-    sources = [json.loads(s) for s in _SOURCE_FIELD.findall(body)]
-    _count_sources(state, "cached", sources)
+    # Counted as raw JSON strings, so each distinct source is decoded once, not per item.
+    raw = Counter(_SOURCE_FIELD.findall(body))
+    _count_sources(state, "cached", Counter({json.loads(s): n for s, n in raw.items()}))
 
 
-def _count_sources(state: ServiceState, kind: str, sources: Sequence[str]) -> None:
+def _count_sources(state: ServiceState, kind: str, sources: Counter) -> None:
+    """Count one answer of ``kind`` and its items, by source (source -> items)."""
     metrics = state.metrics
     metrics.recommendations.labels(kind).inc()
-    for source, count in Counter(sources).items():
+    for source, count in sources.items():
         metrics.recommended_items.labels(source).inc(count)
 
 
