@@ -419,13 +419,15 @@ def _count(state: ServiceState, kind: str, found: Sequence[Recommendation]) -> N
 
 def _count_cached(state: ServiceState, body: bytes) -> None:
     # The items' sources as _dumps wrote them, found without parsing the whole answer
-    # (in a JSON text a quote inside a value is escaped, so only members match).
-    # Counted as raw JSON strings, so each distinct source is decoded once, not per item.
-    raw = Counter(_SOURCE_FIELD.findall(body))
-    _count_sources(state, "cached", Counter({json.loads(s): n for s, n in raw.items()}))
+    # (in a JSON text a quote inside a value is escaped, so only members match), and
+    # counted raw first so that each distinct source is decoded once, not per item.
+    sources: Counter[str] = Counter()
+    for raw, count in Counter(_SOURCE_FIELD.findall(body)).items():
+        sources[json.loads(raw)] += count
+    _count_sources(state, "cached", sources)
 
 
-def _count_sources(state: ServiceState, kind: str, sources: Counter) -> None:
+def _count_sources(state: ServiceState, kind: str, sources: Mapping[str, int]) -> None:
     """Count one answer of ``kind`` and its items, by source (source -> items)."""
     metrics = state.metrics
     metrics.recommendations.labels(kind).inc()
